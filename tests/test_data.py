@@ -1,0 +1,150 @@
+"""PrefLib reader: bundled data sets, incomplete orders, and one error per malformed input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ualign_jax.data import DATASETS, load_dataset, load_preflib, parse_preflib
+from ualign_jax.populations import RankingPopulation
+
+
+@pytest.mark.parametrize(
+    ("name", "num_users", "num_responses", "first_name"),
+    [
+        ("sushi", 4926, 10, "ebi (shrimp)"),
+        ("netflix", 6, 3, "Shrek (Full-screen)"),
+        ("agh", 123, 9, "Course 1"),
+        ("debian", 31, 4, "Branden Robinson"),
+    ],
+)
+def test_bundled_datasets_load(name, num_users, num_responses, first_name):
+    pop = load_dataset(name)
+    assert isinstance(pop, RankingPopulation)
+    assert pop.utilities.shape == (num_users, num_responses)
+    assert pop.names is not None and len(pop.names) == num_responses
+    assert pop.names[0] == first_name
+    np.testing.assert_allclose(float(np.sum(pop.weights)), 1.0, rtol=1e-5)
+    u = np.asarray(pop.utilities)
+    if name != "debian":  # strict complete orders: every row is a permutation of 1..n
+        np.testing.assert_array_equal(
+            np.sort(u, axis=1), np.tile(np.arange(1, num_responses + 1), (num_users, 1))
+        )
+
+
+def test_sushi_weights_proportional_to_counts():
+    from importlib import resources
+
+    text = (
+        resources.files("ualign_jax").joinpath("datasets").joinpath(DATASETS["sushi"]).read_text()
+    )
+    data = parse_preflib(text, DATASETS["sushi"])
+    assert data.counts.sum() == 5000 and data.counts.shape == (4926,)
+    assert data.data_type == "soc" and data.title == "Sushi 10 Rank"
+    pop = load_dataset("sushi")
+    np.testing.assert_allclose(np.asarray(pop.weights) * 5000, data.counts, rtol=1e-5)
+
+
+def test_debian_ties():
+    pop = load_dataset("debian")
+    u = np.asarray(pop.utilities)
+    # data line 11 is "9: 3,{1,2,4}": alternative 3 strictly best, 1, 2, 4 exactly tied
+    row = u[10]
+    assert row[2] > row[0]
+    assert row[0] == row[1] == row[3]
+    # "5: 3,2,{1,4}": 3 > 2 > 1 == 4
+    assert u[12][2] > u[12][1] > u[12][0] == u[12][3]
+    assert any(len(set(r)) < 4 for r in u)
+
+
+def test_load_dataset_unknown_name():
+    with pytest.raises(ValueError, match="agh, debian, netflix, sushi"):
+        load_dataset("movielens")
+
+
+@pytest.mark.parametrize("ext", ["soi", "toi"])
+def test_incomplete_orders_tie_unranked_at_bottom(tmp_path, ext):
+    body = "3: 2,{4,1}\n2: 5\n" if ext == "toi" else "3: 2,4,1\n2: 5\n"
+    path = tmp_path / f"mini.{ext}"
+    path.write_text(
+        "# TITLE: mini\n# NUMBER ALTERNATIVES: 5\n# NUMBER VOTERS: 5\n"
+        "# ALTERNATIVE NAME 1: a\n# ALTERNATIVE NAME 2: b\n" + body
+    )
+    pop = load_preflib(path)
+    u = np.asarray(pop.utilities)
+    assert u.shape == (2, 5)
+    assert pop.names == ("a", "b", "3", "4", "5")
+    np.testing.assert_allclose(np.asarray(pop.weights), [0.6, 0.4], rtol=1e-6)
+    ranked, unranked = [1, 3, 0], [2, 4]
+    assert u[0, ranked].min() > u[0, unranked].max()
+    assert u[0, 2] == u[0, 4]  # unranked tie exactly
+    assert u[0, 1] > u[0, 3] >= u[0, 0]
+    assert (u[0, 3] == u[0, 0]) == (ext == "toi")
+    assert u[1, 4] > 0 and np.all(u[1, :4] == u[1, 0])
+
+
+def test_parse_fallbacks():
+    # no NUMBER ALTERNATIVES: use the largest ALTERNATIVE NAME; no DATA TYPE: the extension
+    data = parse_preflib("# ALTERNATIVE NAME 3: c\n1: 2\n", source="x.soi")
+    assert data.data_type == "soi" and data.names == ("1", "2", "c")
+    np.testing.assert_array_equal(data.utilities, [[0.0, 1.0, 0.0]])
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.soc"
+    with pytest.raises(FileNotFoundError, match="nope.soc"):
+        load_preflib(path)
+
+
+HEAD = "# DATA TYPE: {dt}\n# NUMBER ALTERNATIVES: 4\n"  # lines 1-2
+
+
+@pytest.mark.parametrize(
+    ("ext", "content", "line", "what"),
+    [
+        ("soc", HEAD + "2: 1,2,3,4\n3 1,2,3,4\n", 4, "no ':'"),
+        ("soc", HEAD + "x: 1,2,3,4\n", 3, "not an integer"),
+        ("soc", HEAD + "1.5: 1,2,3,4\n", 3, "not an integer"),
+        ("soc", HEAD + "0: 1,2,3,4\n", 3, "positive"),
+        ("soc", HEAD + "-2: 1,2,3,4\n", 3, "positive"),
+        ("toc", HEAD + "1: 1,{2,{3},4}\n", 3, "brace"),
+        ("toc", HEAD + "1: 1,{2,3,4\n", 3, "brace"),
+        ("toc", HEAD + "1: 1,2},3,4\n", 3, "brace"),
+        ("toc", HEAD + "1: 1,{},2,3,4\n", 3, "empty"),
+        ("soc", HEAD + "1: 1,2,3,4\n1: 1,2,3,5\n", 4, "out of range"),
+        ("soc", HEAD + "1: 0,1,2,3\n", 3, "out of range"),
+        ("soc", HEAD + "1: 1,2,2,4\n", 3, "more than once"),
+        ("toi", HEAD + "1: 1,{2,1}\n", 3, "more than once"),
+        ("soc", HEAD + "1: 1,2,a,4\n", 3, "not an integer"),
+        ("soc", HEAD + "1: 1,2,,3,4\n", 3, "expected an alternative"),
+        ("soc", HEAD + "\n1: 1,2,3\n", 4, "incomplete"),
+        ("toc", HEAD + "1: {1,2},3\n", 3, "incomplete"),
+        ("soc", HEAD + "1: 1,2,{3,4}\n", 3, "ties"),
+        ("soi", HEAD + "1: {1,2}\n", 3, "ties"),
+        ("soc", HEAD + "1:\n", 3, "empty ranking"),
+        ("soc", "# NUMBER VOTERS: 3\n" + HEAD + "1: 1,2,3,4\n1: 4,3,2,1\n", 1, "NUMBER VOTERS"),
+        ("soc", HEAD.replace(": 4", ": four") + "1: 1\n", 2, "NUMBER ALTERNATIVES"),
+        ("soc", HEAD + "# ALTERNATIVE NAME 5: e\n1: 1,2,3,4\n", 3, "ALTERNATIVE NAME 5"),
+        ("soc", HEAD.replace("{dt}", "toc") + "1: 1,2,3,4\n", 1, "disagrees"),
+        ("soc", HEAD.replace("{dt}", "tog") + "1: 1,2,3,4\n", 1, "unsupported DATA TYPE"),
+    ],
+)
+def test_malformed_line_reports_file_and_line(tmp_path, ext, content, line, what):
+    path = tmp_path / f"bad.{ext}"
+    path.write_text(content.replace("{dt}", ext))
+    with pytest.raises(ValueError, match=what) as info:
+        load_preflib(path)
+    assert f"bad.{ext}:{line}:" in str(info.value)
+
+
+def test_file_level_errors(tmp_path):
+    empty = tmp_path / "empty.soc"
+    empty.write_text("# DATA TYPE: soc\n# NUMBER ALTERNATIVES: 2\n")
+    with pytest.raises(ValueError, match=r"empty\.soc: no data lines"):
+        load_preflib(empty)
+    unknown = tmp_path / "votes.txt"
+    unknown.write_text("1: 1,2\n")
+    with pytest.raises(ValueError, match=r"votes\.txt: unknown data type"):
+        load_preflib(unknown)
+    with pytest.raises(ValueError, match=r"votes\.toc:1: expected"):
+        parse_preflib("1 2,1\n", source="votes.toc")

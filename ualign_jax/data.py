@@ -1,0 +1,336 @@
+"""PrefLib ranking data: a strict reader for ``.soc .soi .toc .toi`` files and bundled data sets.
+
+PrefLib format (THEORY §6): header lines ``# KEY: value``; every other line is
+``count: a,b,{c,d},e`` -- a ranking, best first, of alternatives numbered from 1, where braces tie
+a group, given by ``count`` voters. In incomplete orders (``.soi``, ``.toi``) the alternatives a
+line leaves out tie together below every ranked one.
+
+A line with ``G`` groups becomes a utility vector: group ``g`` (0 = best) gets ``G - g`` and the
+unranked alternatives get 0, so ties are exactly equal floats. The bundled files (see
+``datasets/README.md`` for their sources and citation) load with :func:`load_dataset`.
+
+Errors in a file are ``ValueError("<source>:<line>: <what is wrong>")`` with a 1-based line;
+problems of the whole file (no data lines, unknown data type) name the source only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from importlib import resources
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from .populations import RankingPopulation
+
+__all__ = ["DATASETS", "PreflibData", "load_dataset", "load_preflib", "parse_preflib"]
+
+#: Bundled PrefLib files (in ``ualign_jax/datasets/``) by data set name.
+DATASETS: dict[str, str] = {
+    "sushi": "00014-00000001.soc",
+    "netflix": "00004-00000001.soc",
+    "agh": "00009-00000001.soc",
+    "debian": "00002-00000001.toc",
+}
+
+#: Supported PrefLib data types: (complete, strict).
+_DATA_TYPES = {
+    "soc": (True, True),
+    "soi": (False, True),
+    "toc": (True, False),
+    "toi": (False, False),
+}
+
+_NAME_KEY = re.compile(r"ALTERNATIVE NAME\s+(\S+)$", re.IGNORECASE)
+_TOKEN = re.compile(r"\s*([{},]|[^{},\s]+)")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PreflibData:
+    """A parsed PrefLib file: one row per distinct order (data line).
+
+    Attributes:
+        utilities: ``[m, n]`` float64; group ``g`` of ``G`` gets ``G - g``, unranked get 0.
+        counts: ``[m]`` int64, voters per order (all positive).
+        names: ``n`` alternative names (``str(i)`` for alternative ``i`` when the header has none).
+        data_type: one of ``"soc" "soi" "toc" "toi"``.
+        title: the ``TITLE`` header, or ``""``.
+    """
+
+    utilities: np.ndarray
+    counts: np.ndarray
+    names: tuple[str, ...]
+    data_type: str
+    title: str
+
+    @property
+    def num_alternatives(self) -> int:
+        return self.utilities.shape[1]
+
+    @property
+    def num_voters(self) -> int:
+        return int(self.counts.sum())
+
+    def to_population(self, dtype=None) -> RankingPopulation:
+        """A :class:`RankingPopulation` with weights proportional to ``counts``.
+
+        Args:
+            dtype: float dtype of the arrays; default jnp's default float (float32 unless x64).
+        """
+        dtype = jnp.result_type(float) if dtype is None else dtype
+        return RankingPopulation(
+            jnp.asarray(self.utilities, dtype=dtype),
+            weights=jnp.asarray(self.counts, dtype=dtype),
+            names=self.names,
+        )
+
+
+def _parse_int(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if re.fullmatch(r"[+-]?\d+", text) else None
+
+
+def _parse_order(body: str, num_alternatives: int, fail) -> list[list[int]]:
+    """``a,b,{c,d},e`` -> ``[[a], [b], [c, d], [e]]`` (1-based ids), validating as it goes."""
+    tokens = []
+    pos = 0
+    body = body.rstrip()
+    while pos < len(body):
+        match = _TOKEN.match(body, pos)
+        tokens.append(match.group(1))
+        pos = match.end()
+    if not tokens:
+        fail("empty ranking after the colon")
+    groups: list[list[int]] = []
+    seen: set[int] = set()
+    group: list[int] | None = None  # the open brace group, if any
+    expect_item = True  # an alternative (or '{') must come next
+    for tok in tokens:
+        if tok == "{":
+            if group is not None:
+                fail("bad brace nesting: '{' inside a tied group")
+            if not expect_item:
+                fail("expected ',' before '{'")
+            group = []
+        elif tok == "}":
+            if group is None:
+                fail("bad brace nesting: '}' without a matching '{'")
+            if expect_item:
+                fail("empty tied group or trailing ',' before '}'" if not group else "bad '}'")
+            groups.append(group)
+            group = None
+            expect_item = False
+        elif tok == ",":
+            if expect_item:
+                fail("expected an alternative before ','")
+            expect_item = True
+        else:
+            if not expect_item:
+                fail(f"expected ',' before {tok!r}")
+            alt = _parse_int(tok)
+            if alt is None:
+                fail(f"alternative {tok!r} is not an integer")
+            if not 1 <= alt <= num_alternatives:
+                fail(f"alternative {alt} out of range 1..{num_alternatives}")
+            if alt in seen:
+                fail(f"alternative {alt} appears more than once")
+            seen.add(alt)
+            if group is None:
+                groups.append([alt])
+            else:
+                group.append(alt)
+            expect_item = False
+    if group is not None:
+        fail("bad brace nesting: '{' is never closed")
+    if expect_item:
+        fail("ranking ends with ','")
+    return groups
+
+
+def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
+    """Parse the text of a PrefLib ``.soc .soi .toc .toi`` file.
+
+    The data type comes from the ``DATA TYPE`` header, else from ``source``'s extension; when
+    both are known they must agree. The number of alternatives comes from ``NUMBER
+    ALTERNATIVES``, else the largest ``ALTERNATIVE NAME i``, else the largest alternative in
+    the data. ``NUMBER VOTERS``, when present, must equal the sum of the counts.
+
+    Args:
+        text: the file's contents.
+        source: name used in error messages (and for the extension fallback).
+
+    Returns:
+        A :class:`PreflibData`; utilities ``u[r, a-1] = G - g`` for alternative ``a`` in group
+        ``g`` of the ``G`` groups of line ``r``, 0 when unranked.
+
+    Raises:
+        ValueError: ``"<source>:<line>: <reason>"`` for any malformed line or header.
+
+    Example:
+        >>> d = parse_preflib("# DATA TYPE: toi\\n# NUMBER ALTERNATIVES: 4\\n3: 2,{1,3}\\n2: 3\\n")
+        >>> d.utilities.tolist(), d.counts.tolist()
+        ([[1.0, 2.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.0]], [3, 2])
+    """
+    lines = text.splitlines()
+    headers: dict[str, tuple[str, int]] = {}
+    names_by_id: dict[int, tuple[str, int]] = {}
+    data: list[tuple[int, str]] = []
+
+    def fail_at(lineno: int, message: str):
+        raise ValueError(f"{source}:{lineno}: {message}")
+
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            key, colon, value = line[1:].partition(":")
+            if not colon:
+                continue  # a plain comment
+            key, value = " ".join(key.split()).upper(), value.strip()
+            match = _NAME_KEY.fullmatch(key)
+            if match:
+                idx = _parse_int(match.group(1))
+                if idx is None or idx < 1:
+                    fail_at(lineno, f"bad alternative number {match.group(1)!r} in {key!r}")
+                if idx in names_by_id:
+                    fail_at(lineno, f"alternative {idx} is named twice")
+                names_by_id[idx] = (value, lineno)
+            else:
+                headers.setdefault(key, (value, lineno))
+        else:
+            data.append((lineno, line))
+
+    # Data type: header, else extension; both known -> must agree.
+    ext = Path(source).suffix.lower().lstrip(".")
+    ext_type = ext if ext in _DATA_TYPES else None
+    if "DATA TYPE" in headers:
+        value, lineno = headers["DATA TYPE"]
+        data_type = value.lower()
+        if data_type not in _DATA_TYPES:
+            fail_at(lineno, f"unsupported DATA TYPE {value!r}; expected one of soc, soi, toc, toi")
+        if ext_type is not None and ext_type != data_type:
+            fail_at(lineno, f"DATA TYPE {data_type!r} disagrees with the file extension '.{ext}'")
+    elif ext_type is not None:
+        data_type = ext_type
+    else:
+        raise ValueError(
+            f"{source}: unknown data type: no DATA TYPE header and the extension {('.' + ext)!r} "
+            "is not one of .soc, .soi, .toc, .toi"
+        )
+    complete, strict = _DATA_TYPES[data_type]
+
+    if not data:
+        raise ValueError(f"{source}: no data lines (expected lines like '12: 3,1,{{2,4}}')")
+
+    # Number of alternatives.
+    if "NUMBER ALTERNATIVES" in headers:
+        value, lineno = headers["NUMBER ALTERNATIVES"]
+        n = _parse_int(value)
+        if n is None or n < 1:
+            fail_at(lineno, f"NUMBER ALTERNATIVES must be a positive integer, got {value!r}")
+        for idx, (_, name_line) in names_by_id.items():
+            if idx > n:
+                fail_at(name_line, f"ALTERNATIVE NAME {idx} exceeds NUMBER ALTERNATIVES = {n}")
+    elif names_by_id:
+        n = max(names_by_id)
+    else:
+        ids = [int(t) for _, line in data for t in re.findall(r"\d+", line.partition(":")[2])]
+        n = max(ids, default=1)
+
+    rows = []
+    counts = []
+    for lineno, line in data:
+
+        def fail(message, lineno=lineno):
+            fail_at(lineno, message)
+
+        count_text, colon, body = line.partition(":")
+        if not colon:
+            fail("expected 'count: ranking' (no ':' found)")
+        count = _parse_int(count_text)
+        if count is None:
+            fail(f"count {count_text.strip()!r} is not an integer")
+        if count <= 0:
+            fail(f"count must be positive, got {count}")
+        groups = _parse_order(body, n, fail)
+        if strict and any(len(g) > 1 for g in groups):
+            fail(f"ties (braces with several alternatives) are not allowed in {data_type} data")
+        ranked = sum(len(g) for g in groups)
+        if complete and ranked != n:
+            seen = {a for g in groups for a in g}
+            missing = ", ".join(str(a) for a in range(1, n + 1) if a not in seen)
+            fail(f"incomplete order in {data_type} data: alternatives {missing} are missing")
+        u = np.zeros(n, dtype=np.float64)
+        for g, group in enumerate(groups):
+            u[np.asarray(group) - 1] = len(groups) - g
+        rows.append(u)
+        counts.append(count)
+
+    counts_arr = np.asarray(counts, dtype=np.int64)
+    if "NUMBER VOTERS" in headers:
+        value, lineno = headers["NUMBER VOTERS"]
+        declared = _parse_int(value)
+        if declared is None:
+            fail_at(lineno, f"NUMBER VOTERS must be an integer, got {value!r}")
+        if declared != int(counts_arr.sum()):
+            fail_at(
+                lineno,
+                f"NUMBER VOTERS is {declared} but the counts on the data lines sum to "
+                f"{int(counts_arr.sum())}",
+            )
+
+    names = tuple(names_by_id[i][0] if i in names_by_id else str(i) for i in range(1, n + 1))
+    title = headers.get("TITLE", ("", 0))[0]
+    return PreflibData(np.stack(rows), counts_arr, names, data_type, title)
+
+
+def load_preflib(path: str | os.PathLike, dtype=None) -> RankingPopulation:
+    """Load a PrefLib ``.soc .soi .toc .toi`` file as a :class:`RankingPopulation`.
+
+    One user type per data line, weight proportional to its count; alternative ``i`` (1-based in
+    the file) is response ``i - 1``; names from the ``ALTERNATIVE NAME`` headers. See
+    :func:`parse_preflib` for the utilities and the checks.
+
+    Args:
+        path: the file.
+        dtype: float dtype; default jnp's default float.
+
+    Raises:
+        FileNotFoundError: no file at ``path`` (the message names it).
+        ValueError: ``"<path>:<line>: <reason>"`` for malformed content.
+
+    Example:
+        >>> pop = load_preflib("ualign_jax/datasets/00004-00000001.soc")  # doctest: +SKIP
+        >>> pop.num_users, pop.num_responses, pop.names[0]  # doctest: +SKIP
+        (6, 3, 'Shrek (Full-screen)')
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no PrefLib file at {str(path)!r}")
+    text = path.read_text(encoding="utf-8")
+    return parse_preflib(text, source=str(path)).to_population(dtype)
+
+
+def load_dataset(name: str = "sushi", dtype=None) -> RankingPopulation:
+    """Load a PrefLib data set bundled with the package (see ``DATASETS``).
+
+    ``"sushi"`` (5000 voters, 10 sushi, 4926 distinct orders), ``"netflix"`` (3 films, 6 orders),
+    ``"agh"`` (9 courses, 123 orders), ``"debian"`` (4 candidates, 31 orders with ties).
+
+    Args:
+        name: one of ``DATASETS``.
+        dtype: float dtype; default jnp's default float.
+
+    Example:
+        >>> load_dataset("netflix").num_users
+        6
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
+    filename = DATASETS[name]
+    text = resources.files("ualign_jax").joinpath("datasets").joinpath(filename).read_text("utf-8")
+    return parse_preflib(text, source=filename).to_population(dtype)

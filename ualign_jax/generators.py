@@ -1,0 +1,245 @@
+"""Synthetic populations (THEORY §6): impartial culture, Mallows and Plackett–Luce mixtures, and
+the Condorcet-winner instance of THEORY T3.
+
+Every generator is a pure function returning a population. Rankings are encoded as utilities:
+the response in position ``p`` (0 = best) of a user's ranking gets utility ``n - p``, so each row
+of a generated :class:`RankingPopulation` is a permutation of ``1..n``. Randomness comes from an
+explicit JAX PRNG key; the float dtype defaults to jnp's default float (float32 unless x64).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._validation import is_concrete, static_count
+from .populations import PlackettLucePopulation, RankingPopulation
+
+__all__ = [
+    "condorcet_instance",
+    "impartial_culture",
+    "mallows_mixture",
+    "plackett_luce_mixture",
+]
+
+#: Largest ``n`` for which :func:`impartial_culture` enumerates all ``n!`` rankings.
+MAX_EXACT_RESPONSES = 8
+
+
+def _float_dtype(dtype):
+    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    return dtype
+
+
+def _check_real(x, name, low, high, *, low_open=False, high_open=False):
+    """Check a scalar lies in the interval (skipped for tracers, which only need to be scalar)."""
+    if not is_concrete(x):
+        if jnp.ndim(x) != 0:
+            raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(x)}")
+        return x
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a real number, got {x!r}") from err
+    if arr.ndim != 0 or arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name} must be a real number, got {x!r}")
+    value = float(arr)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if not math.isfinite(value) or too_low or too_high:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must lie in {interval}, got {value}")
+    return x
+
+
+def _check_key(key, name="key"):
+    if key is None:
+        raise ValueError(f"{name} is required: pass a PRNG key, e.g. jax.random.key(0)")
+    return key
+
+
+def impartial_culture(num_responses, num_users=None, *, key=None, dtype=None) -> RankingPopulation:
+    """Impartial culture: every ranking of the ``n`` responses equally likely (THEORY T2).
+
+    Exact when ``num_users`` is None: all ``n!`` rankings, uniform weights (``n <= 8``; ``key`` is
+    not used). Sampled otherwise: ``num_users`` independent uniformly random rankings.
+
+    Args:
+        num_responses: ``n >= 1``.
+        num_users: None (exact) or the number of sampled users.
+        key: PRNG key, required when sampling.
+        dtype: float dtype of the utilities.
+
+    Returns:
+        A :class:`RankingPopulation`, utilities ``[n!, n]`` or ``[num_users, n]``; each row a
+        permutation of ``1..n``.
+
+    Example:
+        >>> impartial_culture(3).utilities.shape
+        (6, 3)
+        >>> impartial_culture(50, 1000, key=jax.random.key(0)).num_users
+        1000
+    """
+    n = static_count(num_responses, "num_responses")
+    dtype = _float_dtype(dtype)
+    if num_users is None:
+        if n > MAX_EXACT_RESPONSES:
+            raise ValueError(
+                f"impartial_culture enumerates all n! rankings only for num_responses <= "
+                f"{MAX_EXACT_RESPONSES} (got {n}, i.e. {math.factorial(n)} rankings); pass "
+                "num_users=... and key=... to sample users instead"
+            )
+        perms = np.array(list(itertools.permutations(range(n))), dtype=np.int64)
+        return RankingPopulation(jnp.asarray(n - perms, dtype=dtype))
+    m = static_count(num_users, "num_users")
+    key = _check_key(key)
+    return RankingPopulation(_sampled_culture(key, n, m, dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _sampled_culture(key, n, m, dtype):
+    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(key, m))
+    return (n - perms).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 5))
+def _mallows_utilities(key, n, m, c, log_phi, dtype):
+    k_centre, k_comp, k_ins = jax.random.split(key, 3)
+    centres = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(k_centre, c))
+    comp = jax.random.randint(k_comp, (m,), 0, c)
+    # Repeated insertion: step i puts the centre's i-th item at position j in 0..i (0 = top),
+    # with probability proportional to phi^(i - j) (i - j new inversions w.r.t. the centre).
+    i = jnp.arange(n)[:, None]
+    j = jnp.arange(n)[None, :]
+    logits = jnp.where(j <= i, (i - j).astype(log_phi.dtype) * log_phi, -jnp.inf)
+    insert_at = jax.random.categorical(k_ins, logits, shape=(m, n))  # [m, n]
+    slots = jnp.arange(n)
+
+    def insert(order, step):
+        item, at = step  # scalar, [m]
+        at = at[:, None]
+        shifted = jnp.concatenate([order[:, :1], order[:, :-1]], axis=1)
+        order = jnp.where(slots < at, order, jnp.where(slots == at, item, shifted))
+        return order, None
+
+    order0 = jnp.zeros((m, n), dtype=jnp.int32)
+    order, _ = jax.lax.scan(insert, order0, (slots.astype(jnp.int32), insert_at.T))
+    items = jnp.take_along_axis(centres[comp], order, axis=1)  # item at each position, best first
+    rows = jnp.arange(m)[:, None]
+    return jnp.zeros((m, n), dtype).at[rows, items].set((n - slots).astype(dtype))
+
+
+def mallows_mixture(
+    key, num_responses, num_users, num_components=1, dispersion=0.5, *, dtype=None
+) -> RankingPopulation:
+    """Users sampled from a uniform mixture of Mallows models with random centres.
+
+    ``P(ranking | centre) ∝ phi^{d_K(ranking, centre)}`` (Kendall tau distance), drawn by the
+    repeated insertion model: the centre's ``i``-th item goes to position ``j <= i`` (0 = top)
+    with probability ``∝ phi^(i - j)``. ``phi = 1`` is impartial culture; ``phi → 0`` every user
+    copies its centre. Centres are uniformly random permutations; each user picks one uniformly.
+
+    Args:
+        key: PRNG key.
+        num_responses: ``n >= 1``.
+        num_users: number of sampled users ``m >= 1``.
+        num_components: number of centres ``>= 1``.
+        dispersion: ``phi`` in ``(0, 1]`` (may be a traced scalar; then it is not range-checked).
+        dtype: float dtype of the utilities.
+
+    Returns:
+        A :class:`RankingPopulation` with utilities ``[m, n]`` (rows are permutations of
+        ``1..n``) and uniform weights.
+
+    Example:
+        >>> pop = mallows_mixture(jax.random.key(0), 5, 100, num_components=2, dispersion=0.3)
+        >>> pop.utilities.shape
+        (100, 5)
+    """
+    key = _check_key(key)
+    n = static_count(num_responses, "num_responses")
+    m = static_count(num_users, "num_users")
+    c = static_count(num_components, "num_components")
+    dtype = _float_dtype(dtype)
+    _check_real(dispersion, "dispersion", 0.0, 1.0, low_open=True)
+    log_phi = jnp.log(jnp.asarray(dispersion, dtype=dtype))
+    return RankingPopulation(_mallows_utilities(key, n, m, c, log_phi, dtype))
+
+
+def plackett_luce_mixture(
+    key, num_responses, num_components, scale=1.0, *, dtype=None
+) -> PlackettLucePopulation:
+    """A mixture of Plackett–Luce user types with Gaussian log-weights.
+
+    ``s_t ~ N(0, scale^2 I_n)`` for each type ``t``; type weights ``~ Dirichlet(1, ..., 1)``.
+
+    Args:
+        key: PRNG key.
+        num_responses: ``n >= 1``.
+        num_components: number of user types ``>= 1``.
+        scale: standard deviation of the log-weights, ``>= 0`` (0 = every pick uniform).
+        dtype: float dtype.
+
+    Returns:
+        A :class:`PlackettLucePopulation` with log-weights ``[num_components, n]``.
+
+    Example:
+        >>> pop = plackett_luce_mixture(jax.random.key(0), 4, 3, scale=2.0)
+        >>> pop.log_weights.shape, pop.weights.shape
+        ((3, 4), (3,))
+    """
+    key = _check_key(key)
+    n = static_count(num_responses, "num_responses")
+    c = static_count(num_components, "num_components")
+    dtype = _float_dtype(dtype)
+    _check_real(scale, "scale", 0.0, math.inf, high_open=True)
+    k_s, k_w = jax.random.split(key)
+    log_weights = jnp.asarray(scale, dtype) * jax.random.normal(k_s, (c, n), dtype)
+    gaps = jax.random.exponential(k_w, (c,), dtype)  # Dirichlet(1) = normalised Exp(1) draws
+    weights = gaps / jnp.sum(gaps)
+    return PlackettLucePopulation(log_weights, weights)
+
+
+def condorcet_instance(num_responses, delta, *, dtype=None) -> RankingPopulation:
+    """Response 0 beats every other response with probability exactly ``1/2 + delta`` (THEORY T3).
+
+    One type of weight ``1/2 + delta`` ranks ``0, 1, ..., n-1``; the other ``n - 1`` types, of
+    weight ``(1/2 - delta) / (n - 1)`` each, rank 0 last and ``1..n-1`` in the ``n - 1`` cyclic
+    rotations of ``(1, ..., n-1)``. So ``P(0 ≻ y) = 1/2 + delta`` for all ``y ≠ 0`` and no other
+    response is a Condorcet winner (each loses to 0).
+
+    Args:
+        num_responses: ``n >= 2``.
+        delta: margin in ``(0, 1/2]``.
+        dtype: float dtype.
+
+    Returns:
+        A :class:`RankingPopulation` with ``n`` user types (utilities ``[n, n]``).
+
+    Example:
+        >>> pop = condorcet_instance(3, 0.1)
+        >>> pop.utilities.tolist(), pop.weights.tolist()  # doctest: +SKIP
+        ([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [1.0, 2.0, 3.0]], [0.6, 0.2, 0.2])
+    """
+    n = static_count(num_responses, "num_responses", minimum=2)
+    dtype = _float_dtype(dtype)
+    if not is_concrete(delta):
+        raise ValueError("delta must be a concrete number (it is used to build the instance)")
+    _check_real(delta, "delta", 0.0, 0.5, low_open=True)
+    delta = float(delta)
+    values = n - np.arange(n)  # utility of ranking position p
+    utilities = np.zeros((n, n))
+    utilities[0] = values
+    for t in range(n - 1):
+        ranking = [1 + (t + s) % (n - 1) for s in range(n - 1)] + [0]
+        utilities[t + 1, ranking] = values
+    weights = np.full(n, (0.5 - delta) / (n - 1))
+    weights[0] = 0.5 + delta
+    return RankingPopulation(jnp.asarray(utilities, dtype), weights=jnp.asarray(weights, dtype))
