@@ -11,7 +11,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, Int
 
 from ._combinatorics import all_multisets, num_multisets, rotations
@@ -28,6 +27,7 @@ from .payoffs import (
     pl_scaled_weights,
     ranking_masses,
     response_payoffs,
+    to_response_order,
 )
 from .policies import ProductMixture, as_mixture
 from .populations import DenseGame, PlackettLucePopulation, RankingPopulation
@@ -53,12 +53,9 @@ def _power(base, exponent: int):
 
 
 def _response_masses(pop: RankingPopulation, policy):
-    """``(below, tied)`` masses in response order ``[n, m]``."""
+    """``(below, tied)`` masses in response order, user-major ``[m, n]``."""
     below, tied = ranking_masses(pop, policy)
-    return (
-        jnp.take_along_axis(below, pop.rank, axis=0),
-        jnp.take_along_axis(tied, pop.rank, axis=0),
-    )
+    return to_response_order(pop, below), to_response_order(pop, tied)
 
 
 def _gauss_nodes(degree: int, dtype):
@@ -77,8 +74,8 @@ def _designated_values(pop, own, other, k: int, ell: int):
         d, q = _response_masses(pop, other)
         t, w_t = _gauss_nodes(k - 1 + ell, dtype)
         t = t[:, None, None]
-        integrand = _power(b + p * t, k - 1) * _power(d + q * t, ell)  # [Q, n, m]
-        return jnp.einsum("q,qnm,m->n", w_t, integrand, pop.weights.astype(dtype))
+        integrand = _power(b + p * t, k - 1) * _power(d + q * t, ell)  # [Q, m, n]
+        return jnp.einsum("q,qmn,m->n", w_t, integrand, pop.weights.astype(dtype))
     if isinstance(pop, PlackettLucePopulation):
 
         def one_user(log_weights):
@@ -120,14 +117,17 @@ def win_rate(pop, policy, k, opponent, ell=1) -> Float[Array, "*batch"]:
         u = response_payoffs(pop, b, ell)
         return jnp.sum(a.marginal().astype(u.dtype) * u, axis=-1)
 
-    def one_prompt(p, mx_a, mx_b):
-        def against(own):
-            per_other = jax.vmap(lambda other: k * own @ _designated_values(p, own, other, k, ell))
-            return mx_b.weights.astype(own.dtype) @ per_other(mx_b.policies.astype(own.dtype))
+    return map_prompts(_mixture_win_rate, pop, a, b, k=k, ell=ell)
 
-        return mixture_average(against, mx_a)
 
-    return map_prompts(one_prompt, pop, a, b)
+def _mixture_win_rate(pop, mine: ProductMixture, theirs: ProductMixture, k: int, ell: int):
+    """``Σ_t Σ_s α_t β_s k <π_t, v(·; π_t, σ_s)>`` for one prompt."""
+
+    def against(own):
+        per_other = jax.vmap(lambda other: k * own @ _designated_values(pop, own, other, k, ell))
+        return theirs.weights.astype(own.dtype) @ per_other(theirs.policies.astype(own.dtype))
+
+    return mixture_average(against, mine)
 
 
 def exploitability(pop, policy, k) -> Float[Array, "*batch"]:
@@ -153,18 +153,18 @@ def _set_wins_one(pop, policy, k: int, sets):
     size = sets.shape[1]
     sets = jnp.asarray(sets)
     if isinstance(pop, RankingPopulation):
-        below, tied = _response_masses(pop, policy)  # [n, m]
-        group = jnp.take_along_axis(pop.tie_lo, pop.rank, axis=0)  # higher = better
+        below, tied = _response_masses(pop, policy)  # [m, n]
+        group = to_response_order(pop, pop.tie_lo)  # [m, n] tie-group index, higher = better
         t, w_t = _gauss_nodes(k + size - 1, dtype)
         weights = pop.weights.astype(dtype)
 
         def wins(s):
-            g = group[s]  # [size, m]
+            g = group[:, s].T  # [size, m]
             top = jnp.max(g, axis=0)
             count = jnp.sum(g == top, axis=0).astype(dtype)
             best = s[jnp.argmax(g, axis=0)]
             users = jnp.arange(g.shape[1])
-            b, p = below[best, users], tied[best, users]
+            b, p = below[users, best], tied[users, best]
             # c ∫_0^1 t^{c-1} (b + p t)^k dt, the share of c tied positions against k draws.
             share = count * (t[:, None] ** (count - 1)) * _power(b + p * t[:, None], k)
             return w_t @ share @ weights
@@ -189,11 +189,9 @@ def _set_wins_one(pop, policy, k: int, sets):
     return jnp.sum(tensor[tuple(jnp.moveaxis(rotated, -1, 0))], axis=-1)
 
 
-def _set_wins(pop, mixture: ProductMixture, k: int, sets: np.ndarray):
-    def one_prompt(p, mx):
-        return mixture_average(lambda pi: _set_wins_one(p, pi, k, sets), mx)
-
-    return map_prompts(one_prompt, pop, mixture)
+def _mixture_set_wins(pop, mixture: ProductMixture, k: int, sets):
+    """``WR(S, A)`` for each row ``S`` of ``sets`` and a mixture ``A`` (one prompt)."""
+    return mixture_average(lambda pi: _set_wins_one(pop, pi, k, sets), mixture)
 
 
 def robust_win_rate(pop, policy, k, ell=1, max_opponents: int = 200_000) -> Float[Array, "*batch"]:
@@ -222,7 +220,8 @@ def robust_win_rate(pop, policy, k, ell=1, max_opponents: int = 200_000) -> Floa
             f"deterministic opponents, above max_opponents={max_opponents:,}; raise "
             "max_opponents or use robust_win_rate_bounds for certified bounds"
         )
-    return 1.0 - jnp.max(_set_wins(pop, mixture, k, all_multisets(n, ell)), axis=-1)
+    wins = map_prompts(_mixture_set_wins, pop, mixture, k=k, sets=all_multisets(n, ell))
+    return 1.0 - jnp.max(wins, axis=-1)
 
 
 class RobustBounds(NamedTuple):
@@ -246,20 +245,19 @@ def robust_win_rate_bounds(pop, policy, k, ell) -> RobustBounds:
     k = static_count(k, "k")
     ell = static_count(ell, "ell")
     mixture = as_mixture(policy, pop.num_responses)
-    n = pop.num_responses
     u = response_payoffs(pop, mixture, k)
     lower = jnp.clip(1.0 - ell * jnp.max(u, axis=-1), 0.0, 1.0)
 
-    def one_prompt(p, mx):
-        chosen = jnp.zeros((0,), jnp.int32)
-        for size in range(ell):  # ell static: each step scores the n one-larger sets
-            rows = jnp.concatenate(
-                [jnp.broadcast_to(chosen, (n, size)), jnp.arange(n, dtype=jnp.int32)[:, None]], 1
-            )
-            wins = mixture_average(lambda pi, rows=rows: _set_wins_one(p, pi, k, rows), mx)
-            chosen = rows[jnp.argmax(wins)]
-        best = mixture_average(lambda pi: _set_wins_one(p, pi, k, chosen[None]), mx)[0]
-        return 1.0 - best, chosen
-
-    upper, opponent = map_prompts(one_prompt, pop, mixture)
+    upper, opponent = map_prompts(_greedy_opponent, pop, mixture, k=k, ell=ell)
     return RobustBounds(lower, upper, opponent)
+
+
+def _greedy_opponent(pop, mixture: ProductMixture, k: int, ell: int):
+    """Grow an ℓ-multiset one response at a time, each time the one that wins most against A."""
+    n = pop.num_responses
+    chosen = jnp.zeros((0,), jnp.int32)
+    for size in range(ell):  # ell is static: each step scores the n one-larger sets
+        prefix = jnp.broadcast_to(chosen, (n, size))
+        rows = jnp.concatenate([prefix, jnp.arange(n, dtype=jnp.int32)[:, None]], axis=1)
+        chosen = rows[jnp.argmax(_mixture_set_wins(pop, mixture, k, rows))]
+    return 1.0 - _mixture_set_wins(pop, mixture, k, chosen[None])[0], chosen

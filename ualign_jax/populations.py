@@ -60,8 +60,10 @@ def _check_names(names, num_responses):
 def _sorted_ties(utilities):
     """Ascending order of each user's responses and the tie-group bounds in that order.
 
-    Returns ``order, rank, tie_lo, tie_hi`` with shapes ``[..., n, m]`` (sorted position first,
-    so a scan over positions runs along the leading core axis) and whether any tie exists.
+    Returns ``order, tie_lo, tie_hi`` with shapes ``[..., n, m]`` (sorted position first, so a
+    scan over positions runs along the leading core axis), ``rank`` ``[..., m, n]`` (each
+    response's sorted position; user-major, so mapping back is a row-local gather) and whether
+    any tie exists.
     Uses NumPy when the utilities are concrete (XLA's CPU sort is slow), JAX otherwise.
     """
     concrete = is_concrete(utilities)
@@ -87,8 +89,9 @@ def _sorted_ties(utilities):
         tie_hi = jax.lax.cummin(hi_marks, axis=hi_marks.ndim - 1, reverse=True)
         rank = jnp.argsort(order, axis=-1)
         has_ties = True
-    to_jax = lambda a: jnp.swapaxes(jnp.asarray(a, dtype=jnp.int32), -1, -2)
-    return to_jax(order), to_jax(rank), to_jax(tie_lo), to_jax(tie_hi), has_ties
+    position_major = lambda a: jnp.swapaxes(jnp.asarray(a, dtype=jnp.int32), -1, -2)
+    rank = jnp.asarray(rank, dtype=jnp.int32)
+    return position_major(order), rank, position_major(tie_lo), position_major(tie_hi), has_ties
 
 
 class RankingPopulation(eqx.Module):
@@ -112,7 +115,7 @@ class RankingPopulation(eqx.Module):
     utilities: Float[Array, "*batch m n"]
     weights: Float[Array, "*batch m"]
     order: Int[Array, "*batch n m"]
-    rank: Int[Array, "*batch n m"]
+    rank: Int[Array, "*batch m n"]
     tie_lo: Int[Array, "*batch n m"]
     tie_hi: Int[Array, "*batch n m"]
     has_ties: bool = eqx.field(static=True)
@@ -141,7 +144,7 @@ class RankingPopulation(eqx.Module):
     def pick_probabilities(self, pool: Int[Array, " N"]) -> Float[Array, "m N"]:
         """Each user type's pick probability of each pooled position (unbatched population)."""
         values = self.utilities[..., pool]
-        top = values == jnp.max(values, axis=-1, keepdims=True)
+        top = (values == jnp.max(values, axis=-1, keepdims=True)).astype(values.dtype)
         return top / jnp.sum(top, axis=-1, keepdims=True)
 
 

@@ -1,0 +1,76 @@
+"""float32 against float64 on the same inputs, extreme k, and finiteness."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ualign_jax as ua
+
+KS = [1, 2, 8, 100, 10_000, 100_000]
+
+
+def policies(n, rng):
+    """Dirichlet draws, sparse ones with exact zeros, near-point masses and the uniform policy."""
+    rows = [rng.dirichlet(np.ones(n)), rng.dirichlet(0.1 * np.ones(n)), np.full(n, 1.0 / n)]
+    sparse = rng.dirichlet(np.ones(n))
+    sparse[rng.choice(n, n // 2, replace=False)] = 0.0
+    rows.append(sparse / sparse.sum())
+    near_point = np.full(n, 1e-30)
+    near_point[0] = 1.0 - (n - 1) * 1e-30
+    rows.append(near_point)
+    return np.stack(rows)
+
+
+@pytest.mark.parametrize("k", KS)
+def test_float32_ranking_payoffs_track_float64(k):
+    rng = np.random.default_rng(k)
+    m, n = 40, 12
+    utilities = rng.integers(0, 6, size=(m, n)).astype(np.float64)  # ties included
+    weights = rng.random(m)
+    pop64 = ua.RankingPopulation(utilities, weights)
+    pop32 = ua.RankingPopulation(utilities.astype(np.float32), weights.astype(np.float32))
+    for policy in policies(n, rng):
+        u64 = np.asarray(ua.response_payoffs(pop64, jnp.asarray(policy), k))
+        p32 = jnp.asarray(policy.astype(np.float32))
+        u32 = np.asarray(ua.response_payoffs(pop32, p32, k))
+        assert u32.dtype == np.float32
+        assert np.all(np.isfinite(u32))
+        # The float32 policy is itself rounded; compare against float64 on the same inputs.
+        u64_same = np.asarray(ua.response_payoffs(pop64, jnp.asarray(p32, jnp.float64), k))
+        assert np.max(np.abs(u32 - u64_same)) <= (k + 1) * 2e-7, np.max(np.abs(u32 - u64_same))
+        assert np.all(u64 >= 0) and np.all(u64 <= 1)
+
+
+def test_naive_quotient_form_would_fail_float32():
+    # The closed form (x^(k+1) - b^(k+1)) / ((k+1) p) cancels catastrophically; ours does not.
+    k, p, b = 8, np.float32(1e-4), np.float32(0.9)
+    x = b + p
+    naive = (x ** (k + 1) - b ** (k + 1)) / ((k + 1) * p)
+    exact = sum(float(x) ** j * float(b) ** (k - j) for j in range(k + 1)) / (k + 1)
+    ours = float(ua.payoffs.tie_share(jnp.float32(x), jnp.float32(p), k))
+    assert abs(ours - exact) < 2e-7
+    assert abs(float(naive) - exact) > 10 * abs(ours - exact)
+
+
+@pytest.mark.parametrize("k", [1, 16, 100_000])
+def test_plackett_luce_float32_is_finite_and_close(k):
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(20, 8)) * 3.0
+    pop64 = ua.PlackettLucePopulation(scores)
+    pop32 = ua.PlackettLucePopulation(scores.astype(np.float32))
+    for policy in policies(8, rng):
+        p32 = jnp.asarray(policy.astype(np.float32))
+        u32 = np.asarray(ua.response_payoffs(pop32, p32, k))
+        u64 = np.asarray(ua.response_payoffs(pop64, jnp.asarray(p32, jnp.float64), k))
+        assert np.all(np.isfinite(u32))
+        assert np.max(np.abs(u32 - u64)) <= (k + 1) * 2e-7, np.max(np.abs(u32 - u64))
+        np.testing.assert_allclose(np.asarray(policy) @ u64, 1 / (k + 1), atol=1e-7)
+
+
+def test_large_utilities_and_huge_spread():
+    utilities = np.array([[1e30, -1e30, 0.0, 1e-30], [0.0, 0.0, 1e30, 1e30]])
+    pop = ua.RankingPopulation(utilities)
+    policy = jnp.array([0.25, 0.25, 0.25, 0.25])
+    u = ua.response_payoffs(pop, policy, 3)
+    assert np.all(np.isfinite(u))
+    np.testing.assert_allclose(policy @ u, 0.25, atol=1e-15)

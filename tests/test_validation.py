@@ -1,0 +1,81 @@
+"""Bad input at the public boundary raises a ValueError that names the argument."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ualign_jax as ua
+
+POP = ua.RankingPopulation(jnp.array([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]]))
+PI = jnp.array([0.2, 0.3, 0.5])
+ONES = jnp.ones((2, 3))
+NAN_ROW = jnp.array([[np.nan, 0.5, 0.5]])
+Ranking = ua.RankingPopulation
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: ua.RankingPopulation(jnp.array([1.0, 2.0])), "utilities must have at least 2"),
+        (lambda: ua.RankingPopulation(jnp.array([[1.0, np.nan]])), "utilities must be finite"),
+        (lambda: ua.RankingPopulation(jnp.array([[1.0, np.inf]])), "utilities must be finite"),
+        (lambda: ua.RankingPopulation(jnp.zeros((2, 0))), "utilities must not be empty"),
+        (lambda: ua.RankingPopulation("abc"), "utilities"),
+        (
+            lambda: Ranking(ONES, jnp.array([1.0, -1.0])),
+            "weights must be nonneg",
+        ),
+        (
+            lambda: Ranking(ONES, jnp.zeros(2)),
+            "weights must not be all zero",
+        ),
+        (lambda: Ranking(ONES, jnp.ones(3)), "weights must have shape"),
+        (lambda: Ranking(ONES, names=["a"]), "names must have 3"),
+        (
+            lambda: ua.PlackettLucePopulation(NAN_ROW),
+            "log_weights must be finite",
+        ),
+        (lambda: ua.ProductMixture(jnp.array([[0.5, 0.6]])), "policies must sum to 1"),
+        (lambda: ua.ProductMixture(jnp.eye(2), jnp.array([1.0])), "weights must have shape"),
+        (lambda: ua.DenseGame(jnp.ones((2, 3))), "player axes"),
+    ],
+)
+def test_constructors(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: ua.response_payoffs(POP, PI, 0), "k must be an integer >= 1"),
+        (lambda: ua.response_payoffs(POP, PI, 2.5), "k must be an integer"),
+        (lambda: ua.response_payoffs(POP, PI, True), "k must be an integer"),
+        (lambda: ua.response_payoffs(POP, jnp.array([0.5, 0.6, -0.1]), 2), "policy has negative"),
+        (lambda: ua.response_payoffs(POP, jnp.array([0.5, 0.6, 0.1]), 2), "policy must sum to 1"),
+        (
+            lambda: ua.response_payoffs(POP, NAN_ROW[0, :3], 2),
+            "policy must be finite",
+        ),
+        (lambda: ua.response_payoffs(POP, jnp.array([0.5, 0.5]), 2), "policy has 2 responses"),
+        (lambda: ua.response_payoffs("pop", PI, 2), "pop must be one of"),
+        (lambda: ua.win_rate(POP, PI, 2, PI, 0), "ell must be an integer >= 1"),
+        (lambda: ua.win_rate(POP, PI, 2, jnp.array([1.0, 1.0, 1.0]), 2), "opponent must sum"),
+        (lambda: ua.robust_win_rate(POP, PI, 2, -1), "ell must be an integer >= 1"),
+        (lambda: ua.exploitability(POP, PI, 0), "k must be an integer >= 1"),
+        (lambda: ua.win_tensor(POP, 0), "num_players must be an integer >= 1"),
+        (lambda: ua.win_tensor(ua.RankingPopulation(jnp.ones((1, 20))), 9), "2\\*\\*28"),
+        (lambda: ua.count_form(POP, 0), "k must be an integer >= 1"),
+    ],
+)
+def test_functions(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_no_silent_nan_for_degenerate_policies():
+    for policy in (jnp.array([1.0, 0.0, 0.0]), jnp.array([0.0, 0.0, 1.0])):
+        for k in (1, 3, 1000):
+            u = ua.response_payoffs(POP, policy, k)
+            assert np.all(np.isfinite(u))
+            np.testing.assert_allclose(policy @ u, 1 / (k + 1), rtol=1e-6)
