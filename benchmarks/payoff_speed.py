@@ -81,7 +81,7 @@ def per_step_in_scan(payoff_fn, policy, steps=500):
 
 def versus_numpy(m=5000, n=200, k=8):
     rng = np.random.default_rng(0)
-    utilities = rng.random((m, n)).astype(np.float32)
+    utilities = np.argsort(rng.random((m, n)), axis=1).astype(np.float32)  # strict rankings
     weights = (rng.random(m) + 0.1).astype(np.float32)
     weights /= weights.sum()
     policy = rng.dirichlet(np.ones(n)).astype(np.float32)
@@ -112,7 +112,7 @@ def versus_numpy(m=5000, n=200, k=8):
 
 def versus_dense(m=1000, n=10, k=6):
     rng = np.random.default_rng(1)
-    utilities = rng.random((m, n)).astype(np.float32)
+    utilities = np.argsort(rng.random((m, n)), axis=1).astype(np.float32)
     pop = ua.RankingPopulation(utilities)
     pi = jnp.asarray(rng.dirichlet(np.ones(n)).astype(np.float32))
     start = time.perf_counter()

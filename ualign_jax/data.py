@@ -24,9 +24,16 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from .populations import RankingPopulation
+from .populations import PlackettLucePopulation, RankingPopulation
 
-__all__ = ["DATASETS", "PreflibData", "load_dataset", "load_preflib", "parse_preflib"]
+__all__ = [
+    "DATASETS",
+    "PreflibData",
+    "load_dataset",
+    "load_population",
+    "load_preflib",
+    "parse_preflib",
+]
 
 #: Bundled PrefLib files (in ``ualign_jax/datasets/``) by data set name.
 DATASETS: dict[str, str] = {
@@ -334,3 +341,65 @@ def load_dataset(name: str = "sushi", dtype=None) -> RankingPopulation:
     filename = DATASETS[name]
     text = resources.files("ualign_jax").joinpath("datasets").joinpath(filename).read_text("utf-8")
     return parse_preflib(text, source=filename).to_population(dtype)
+
+
+PREFLIB_SUFFIXES = (".soc", ".soi", ".toc", ".toi")
+
+
+def load_population(path: str | os.PathLike, dtype=None):
+    """A population from a PrefLib file or an ``.npz`` archive.
+
+    The ``.npz`` holds ``utilities`` (``[m, n]``, a :class:`RankingPopulation`) or
+    ``log_weights`` (``[m, n]``, a :class:`PlackettLucePopulation`), and optionally ``weights``
+    (``[m]``) and ``names`` (``[n]`` strings). Errors name the file and the key.
+
+    Example:
+        >>> np.savez("users.npz", utilities=np.eye(3))  # doctest: +SKIP
+        >>> load_population("users.npz").num_users  # doctest: +SKIP
+        3
+    """
+    path = Path(path)
+    if path.suffix.lower() in PREFLIB_SUFFIXES:
+        return load_preflib(path, dtype=dtype)
+    if path.suffix.lower() != ".npz":
+        raise ValueError(
+            f"{path}: unknown data format {path.suffix!r}; expected a PrefLib file "
+            f"({', '.join(PREFLIB_SUFFIXES)}) or an .npz with 'utilities' or 'log_weights'"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"no data file at {str(path)!r}")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable .npz archive ({err})") from err
+    with archive:
+        keys = set(archive.files)
+        kinds = [key for key in ("utilities", "log_weights") if key in keys]
+        if len(kinds) != 1:
+            raise ValueError(
+                f"{path}: expected exactly one of the keys 'utilities' or 'log_weights', "
+                f"found {sorted(keys) or 'none'}"
+            )
+        unknown = keys - {"utilities", "log_weights", "weights", "names"}
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown key(s) {sorted(unknown)}; allowed: utilities or "
+                "log_weights, weights, names"
+            )
+        values = archive[kinds[0]]
+        weights = archive["weights"] if "weights" in keys else None
+        names = [str(s) for s in archive["names"]] if "names" in keys else None
+    if values.ndim != 2:
+        raise ValueError(
+            f"{path}: '{kinds[0]}' must be a 2-D [users, responses] array, got shape {values.shape}"
+        )
+    dtype = dtype or jnp.result_type(float)
+    make = RankingPopulation if kinds[0] == "utilities" else PlackettLucePopulation
+    try:
+        return make(
+            jnp.asarray(values, dtype),
+            None if weights is None else jnp.asarray(weights, dtype),
+            names,
+        )
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err

@@ -131,10 +131,9 @@ def tie_share_horner(x, b, k: int):
     """``(1/(k+1)) Σ_{j=0..k} x^(k-j) b^j`` by Horner's rule: all terms positive, no cancellation.
 
     Faster than :func:`tie_share` for small static ``k`` and as accurate (relative error
-    ``O(k·eps)``). Example: ``tie_share_horner(1.0, 0.0, 2) = 1/3`` (a three-way tie at the top).
+    ``O(k·eps)``); expects ``0 <= b <= x`` (no clipping: it costs more than the sum here).
+    Example: ``tie_share_horner(1.0, 0.0, 2) = 1/3`` (a three-way tie at the top).
     """
-    x = jnp.clip(x, 0.0, 1.0)
-    b = jnp.clip(b, 0.0, None)
     total = jnp.ones_like(x)
     b_power = jnp.ones_like(x)
     for _ in range(k):
@@ -150,35 +149,45 @@ def share(below, tied, k):
     return tie_share(below + tied, tied, k)
 
 
-def exclusive_cumsum(rows: Float[Array, "n m"]) -> Float[Array, "n m"]:
-    """Mass strictly before each row, ``Σ_{l<j} rows[l]``, by a scan along the leading axis.
-
-    A scan over the short sorted axis, each step adding one row of ``m`` users, is several
-    times faster on CPU than ``jnp.cumsum`` along the last axis (see benchmarks/).
-    """
-
-    def add(carry, row):
-        return carry + row, carry
-
-    _, before = jax.lax.scan(add, jnp.zeros_like(rows[0]), rows)
-    return before
-
-
-def ranking_masses(pop: RankingPopulation, policy: Float[Array, " n"]):
+def ranking_masses(pop: RankingPopulation, policy: Float[Array, " n"], k=None):
     """π-mass below each response's tie group and of the group itself, sorted layout ``[n, m]``.
 
     Returns ``(below, tied)``: ``below[j, i]`` is the mass strictly below the response at
-    ascending position ``j`` of user ``i``; ``tied[j, i]`` the mass of its tie group.
+    ascending position ``j`` of user ``i``; ``tied[j, i]`` the mass of its tie group. With ``k``
+    given, returns ``share(below, tied, k)`` instead, fused into the same scans.
+
+    Without ties this is one scan (the carry is the mass below). With ties, a forward scan
+    carries the mass below the current group and a reverse scan carries the mass up to the top
+    of the current group; both step over positions with all ``m`` users at once.
     """
     in_order = jnp.clip(policy, 0.0, None)[pop.order]
-    before = exclusive_cumsum(in_order)
+    finish = (lambda b, p: (b, p)) if k is None else (lambda b, p: share(b, p, k))
     if not pop.has_ties:
-        return before, in_order
-    upto = before + in_order
-    below = jnp.take_along_axis(before, pop.tie_lo, axis=0)
-    top = jnp.take_along_axis(upto, pop.tie_hi, axis=0)
-    tied = jnp.where(pop.tie_lo == pop.tie_hi, in_order, top - below)
-    return below, tied
+
+        def step(below, tied):
+            return below + tied, finish(below, tied)
+
+        return jax.lax.scan(step, jnp.zeros_like(in_order[0]), in_order)[1]
+    position = jnp.arange(pop.num_responses, dtype=pop.tie_lo.dtype)[:, None]
+    starts, ends = pop.tie_lo == position, pop.tie_hi == position
+
+    def forward(carry, inputs):
+        upto, group_base = carry
+        mass, start = inputs
+        group_base = jnp.where(start, upto, group_base)
+        return (upto + mass, group_base), (group_base, upto + mass)
+
+    zeros = jnp.zeros_like(in_order[0])
+    _, (below, upto) = jax.lax.scan(forward, (zeros, zeros), (in_order, starts))
+
+    def backward(group_top, inputs):
+        mass, below_j, upto_j, start, end = inputs
+        group_top = jnp.where(end, upto_j, group_top)
+        tied = jnp.where(start & end, mass, group_top - below_j)
+        return group_top, finish(below_j, tied)
+
+    inputs = (in_order, below, upto, starts, ends)
+    return jax.lax.scan(backward, zeros, inputs, reverse=True)[1]
 
 
 def to_response_order(pop: RankingPopulation, sorted_values: Float[Array, "n m"]):
@@ -187,16 +196,7 @@ def to_response_order(pop: RankingPopulation, sorted_values: Float[Array, "n m"]
 
 
 def _ranking_payoffs(pop: RankingPopulation, policy, k):
-    if pop.has_ties:
-        below, tied = ranking_masses(pop, policy)
-        u_sorted = share(below, tied, k)
-    else:  # one pass: the running mass below is the scan carry, fused with the share
-        in_order = jnp.clip(policy, 0.0, None)[pop.order]
-
-        def step(below, tied):
-            return below + tied, share(below, tied, k)
-
-        _, u_sorted = jax.lax.scan(step, jnp.zeros_like(in_order[0]), in_order)
+    u_sorted = ranking_masses(pop, policy, k)
     return pop.weights.astype(u_sorted.dtype) @ to_response_order(pop, u_sorted)
 
 
