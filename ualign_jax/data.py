@@ -311,8 +311,9 @@ def load_preflib(path: str | os.PathLike, dtype=None) -> RankingPopulation:
         ValueError: ``"<path>:<line>: <reason>"`` for malformed content.
 
     Example:
-        >>> pop = load_preflib("ualign_jax/datasets/00004-00000001.soc")  # doctest: +SKIP
-        >>> pop.num_users, pop.num_responses, pop.names[0]  # doctest: +SKIP
+        >>> from importlib import resources
+        >>> pop = load_preflib(resources.files("ualign_jax") / "datasets" / "00004-00000001.soc")
+        >>> pop.num_users, pop.num_responses, pop.names[0]
         (6, 3, 'Shrek (Full-screen)')
     """
     path = Path(path)
@@ -354,8 +355,10 @@ def load_population(path: str | os.PathLike, dtype=None):
     (``[m]``) and ``names`` (``[n]`` strings). Errors name the file and the key.
 
     Example:
-        >>> np.savez("users.npz", utilities=np.eye(3))  # doctest: +SKIP
-        >>> load_population("users.npz").num_users  # doctest: +SKIP
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "users.npz"
+        >>> np.savez(path, utilities=np.eye(3))
+        >>> load_population(path).num_users
         3
     """
     path = Path(path)

@@ -29,7 +29,10 @@ def plot_robust_win_rates(
     """Robust win rate ``R_{k,1}`` of each method's policy sampled k times, against ``k/(k+1)``.
 
     Example:
-        >>> plot_robust_win_rates([1, 2], {"solve": [0.5, 0.66]}, "out.png")  # doctest: +SKIP
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "robust.png"
+        >>> plot_robust_win_rates([1, 2], {"solve": [0.5, 0.66]}, out).name
+        'robust.png'
     """
     plt = _pyplot()
     ks = np.asarray(ks)
