@@ -12,7 +12,33 @@ Example:
     (3,)
 """
 
-from .data import DATASETS, PreflibData, load_dataset, load_preflib, parse_preflib
+from . import dynamics, plotting, testing
+from .baselines import (
+    bradley_terry_scores,
+    maximal_lottery,
+    nash_md,
+    nlhf,
+    pairwise_matrix,
+    reference_policy,
+    rlhf,
+)
+from .data import (
+    DATASETS,
+    PreflibData,
+    load_dataset,
+    load_population,
+    load_preflib,
+    parse_preflib,
+)
+from .dynamics import (
+    Dynamics,
+    extragradient,
+    hedge,
+    kl_regularised,
+    logit_gradient,
+    optimistic_hedge,
+    regret_matching_plus,
+)
 from .generators import (
     condorcet_instance,
     impartial_culture,
@@ -42,10 +68,34 @@ from .populations import (
     RankingPopulation,
     SampledPopulation,
 )
+from .solve import METHODS, OUTCOMES, Solution, Trace, solve
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "METHODS",
+    "OUTCOMES",
+    "Dynamics",
+    "Solution",
+    "Trace",
+    "bradley_terry_scores",
+    "dynamics",
+    "extragradient",
+    "hedge",
+    "kl_regularised",
+    "load_population",
+    "logit_gradient",
+    "maximal_lottery",
+    "nash_md",
+    "nlhf",
+    "optimistic_hedge",
+    "pairwise_matrix",
+    "plotting",
+    "reference_policy",
+    "regret_matching_plus",
+    "rlhf",
+    "solve",
+    "testing",
     "DATASETS",
     "PreflibData",
     "condorcet_instance",

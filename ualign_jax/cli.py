@@ -213,8 +213,10 @@ def run_demo(args) -> dict:
     pop = ua.load_dataset("sushi", dtype=jnp.float64 if args.x64 else None)
     progress = Progress(len(ks), "solving", not (args.quiet or args.json))
     sols = solve_for_each_k(pop, ks, args.method, args.steps, args.tol, progress)
-    equilibrium = [1.0 - float(jnp.max(ua.response_payoffs(pop, s.policy, k)))
-                   for s, k in zip(sols, ks, strict=True)]
+    equilibrium = [
+        1.0 - float(jnp.max(ua.response_payoffs(pop, s.policy, k)))
+        for s, k in zip(sols, ks, strict=True)
+    ]
     baselines = {
         "NLHF (maximal lottery)": ua.nlhf(pop),
         "RLHF (Bradley-Terry, beta=1)": ua.rlhf(pop),
@@ -229,11 +231,15 @@ def run_demo(args) -> dict:
         "k": ks,
         "guarantee_k_over_k_plus_1": [k / (k + 1) for k in ks],
         "robust_win_rate": rates,
-        "exploitability": [float(ua.exploitability(pop, s.policy, k))
-                           for s, k in zip(sols, ks, strict=True)],
+        "exploitability": [
+            float(ua.exploitability(pop, s.policy, k)) for s, k in zip(sols, ks, strict=True)
+        ],
         "policies": {
-            **{f"equilibrium k={k}": _named(pop, s.policy) for s, k in zip(sols, ks, strict=True)
-               if k in (1, 4, ks[-1])},
+            **{
+                f"equilibrium k={k}": _named(pop, s.policy)
+                for s, k in zip(sols, ks, strict=True)
+                if k in (1, 4, ks[-1])
+            },
             **{name: _named(pop, p) for name, p in baselines.items()},
         },
         **provenance(),
@@ -241,16 +247,21 @@ def run_demo(args) -> dict:
     with atomic_output(Path(args.out)) as staging:
         write_json(staging / "report.json", report)
         ua.plotting.plot_robust_win_rates(
-            ks, rates, staging / "robust_win_rate.png",
+            ks,
+            rates,
+            staging / "robust_win_rate.png",
             title="Sushi (5000 users): robust win rate of k samples",
         )
         pick = 4 if 4 in ks else ks[-1]
         ua.plotting.plot_policy(
-            sols[ks.index(pick)].policy, pop.names, staging / "policy.png",
+            sols[ks.index(pick)].policy,
+            pop.names,
+            staging / "policy.png",
             title=f"Equilibrium policy for k={pick} on sushi",
         )
-    report["outputs"] = [str(Path(args.out) / f) for f in
-                         ("report.json", "robust_win_rate.png", "policy.png")]
+    report["outputs"] = [
+        str(Path(args.out) / f) for f in ("report.json", "robust_win_rate.png", "policy.png")
+    ]
     return report
 
 
@@ -264,8 +275,13 @@ def print_demo(report) -> None:
     short = ["equilibrium", "NLHF", "RLHF", "reference"]
     rows = []
     for i, k in enumerate(report["k"]):
-        rows.append([k, *[report["robust_win_rate"][n][i] for n in names],
-                     report["guarantee_k_over_k_plus_1"][i]])
+        rows.append(
+            [
+                k,
+                *[report["robust_win_rate"][n][i] for n in names],
+                report["guarantee_k_over_k_plus_1"][i],
+            ]
+        )
     print("Robust win rate against any single response, sushi data (5000 users, 10 sushi):")
     print(format_table(["k", *short, "k/(k+1)"], rows))
     print("wrote: " + ", ".join(report["outputs"]))
@@ -294,15 +310,20 @@ def run_solve(args) -> dict:
         **provenance(),
     }
     with atomic_output(Path(args.out)) as staging:
-        write_json(staging / "policy.json", {"policy": policy.tolist(),
-                                             "names": list(report["policy"])})
-        np.savez(staging / "mixture.npz", policies=np.asarray(sol.mixture.policies),
-                 weights=np.asarray(sol.mixture.weights))
+        write_json(
+            staging / "policy.json", {"policy": policy.tolist(), "names": list(report["policy"])}
+        )
+        np.savez(
+            staging / "mixture.npz",
+            policies=np.asarray(sol.mixture.policies),
+            weights=np.asarray(sol.mixture.weights),
+        )
         trace = {f: np.asarray(v) for f, v in sol.trace._asdict().items()}
         np.savez(staging / "trace.npz", **trace)
         write_json(staging / "report.json", report)
-        ua.plotting.plot_policy(policy, pop.names, staging / "policy.png",
-                                title=f"Equilibrium policy, k={args.k}")
+        ua.plotting.plot_policy(
+            policy, pop.names, staging / "policy.png", title=f"Equilibrium policy, k={args.k}"
+        )
         if "regret" in trace:
             ua.plotting.plot_regret(trace["regret"], pop.num_responses, staging / "regret.png")
     return report
@@ -313,10 +334,10 @@ def run_evaluate(args) -> dict:
 
     import ualign_jax as ua  # noqa: PLC0415
 
-    pop = load_data(args.data)
-    policy = jnp.asarray(load_policy(args.policy, pop.num_responses), pop.weights.dtype)
     ks = parse_int_list(args.k, "--k")
     ells = parse_int_list(args.ell, "--ell")
+    pop = load_data(args.data)
+    policy = jnp.asarray(load_policy(args.policy, pop.num_responses), pop.weights.dtype)
     reference = ua.uniform_policy(pop.num_responses, pop.weights.dtype)
     rows = []
     for k in ks:
@@ -326,10 +347,15 @@ def run_evaluate(args) -> dict:
             except ValueError as err:
                 raise UsageError(f"--ell {ell}: {err}") from err
             versus_reference = float(ua.win_rate(pop, policy, k, reference, ell))
-            rows.append({"k": k, "ell": ell,
-                         "win_rate_vs_reference": versus_reference,
-                         "robust_win_rate": robust,
-                         "one_minus_ell_over_k_plus_1": 1 - ell / (k + 1)})
+            rows.append(
+                {
+                    "k": k,
+                    "ell": ell,
+                    "win_rate_vs_reference": versus_reference,
+                    "robust_win_rate": robust,
+                    "one_minus_ell_over_k_plus_1": 1 - ell / (k + 1),
+                }
+            )
     return {"data": str(args.data), "policy": str(args.policy), "rows": rows}
 
 
@@ -426,8 +452,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         _validate(args)
-        runner = {"demo": run_demo, "solve": run_solve, "evaluate": run_evaluate,
-                  "reproduce": run_reproduce, "bench": run_bench}[args.command]
+        runner = {
+            "demo": run_demo,
+            "solve": run_solve,
+            "evaluate": run_evaluate,
+            "reproduce": run_reproduce,
+            "bench": run_bench,
+        }[args.command]
         report = runner(args)
     except UsageError as err:
         print(f"ualign: error: {err}", file=sys.stderr)
@@ -445,17 +476,21 @@ def _print(command: str, report: dict) -> None:
     if command == "demo":
         print_demo(report)
     elif command == "solve":
-        print(f"k={report['k']}: robust win rate {report['robust_win_rate']:.4f} "
-              f"(guarantee k/(k+1) = {report['guarantee']:.4f}), exploitability "
-              f"{report['exploitability']:.2e}")
-        print(format_table(["response", "probability"],
-                           [[n, p] for n, p in report["policy"].items()]))
+        print(
+            f"k={report['k']}: robust win rate {report['robust_win_rate']:.4f} "
+            f"(guarantee k/(k+1) = {report['guarantee']:.4f}), exploitability "
+            f"{report['exploitability']:.2e}"
+        )
+        print(
+            format_table(["response", "probability"], [[n, p] for n, p in report["policy"].items()])
+        )
     elif command == "evaluate":
         header = ["k", "ell", "WR vs uniform", "robust WR", "1-ell/(k+1)"]
         print(format_table(header, [list(r.values()) for r in report["rows"]]))
     elif command == "reproduce":
-        rows = [[r["claim"], "pass" if r["passed"] else "FAIL", r["detail"]]
-                for r in report["rows"]]
+        rows = [
+            [r["claim"], "pass" if r["passed"] else "FAIL", r["detail"]] for r in report["rows"]
+        ]
         print(format_table(["claim", "result", "numbers"], rows))
     else:
         print(json.dumps(report, indent=2))

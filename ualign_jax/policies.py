@@ -78,6 +78,14 @@ def as_mixture(policy, num_responses: int, name: str = "policy") -> ProductMixtu
     return mixture
 
 
+def unchecked_mixture(policies, weights) -> ProductMixture:
+    """A ``ProductMixture`` from arrays known to be valid (solver output; no host round trip)."""
+    mixture = object.__new__(ProductMixture)
+    object.__setattr__(mixture, "policies", policies)
+    object.__setattr__(mixture, "weights", weights)
+    return mixture
+
+
 def uniform_policy(num_responses: int, dtype=None) -> Float[Array, " n"]:
     """The uniform policy ``1/n`` (the reference policy when none is given)."""
     return jnp.full((num_responses,), 1.0 / num_responses, dtype=dtype)

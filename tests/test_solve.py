@@ -1,0 +1,166 @@
+"""The run driver, the dynamics' conformance, and the baselines."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ualign_jax as ua
+
+SMALL = ua.RankingPopulation(
+    jnp.array([[3.0, 2.0, 1.0, 0.0], [0.0, 3.0, 2.0, 1.0], [1.0, 0.0, 3.0, 2.0]]),
+    jnp.array([0.5, 0.3, 0.2]),
+)
+
+DYNAMICS = {
+    "hedge": ua.hedge(0.3),
+    "anytime_hedge": ua.hedge(ua.dynamics.anytime_hedge_rate(4)),
+    "optimistic_hedge": ua.optimistic_hedge(1.0),
+    "extragradient": ua.extragradient(),
+    "extragradient_entropy": ua.extragradient(geometry="entropy"),
+    "extragradient_fixed": ua.extragradient(0.5, adaptive=False),
+    "regret_matching_plus": ua.regret_matching_plus(),
+    "logit_adam": ua.logit_gradient(optax.adam(0.1)),
+    "kl_hedge": ua.kl_regularised(ua.hedge(0.3), tau=0.05),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DYNAMICS))
+def test_every_dynamic_passes_the_conformance_check(name):
+    ua.testing.check_dynamics(DYNAMICS[name], SMALL)
+
+
+def test_conformance_check_catches_a_broken_dynamic():
+    broken = ua.Dynamics(
+        ua.hedge(0.3).init, lambda s, f, t: (s._replace(policy=2 * s.policy), s.policy, f(s.policy))
+    )
+    with pytest.raises(AssertionError, match="simplex"):
+        ua.testing.check_dynamics(broken, SMALL)
+
+
+@pytest.mark.parametrize("method", ua.METHODS)
+def test_every_method_runs_and_reports_a_consistent_trace(method):
+    sol = ua.solve(SMALL, 2, method=method, steps=200)
+    assert sol.outcome_name == "successful"
+    trace = sol.trace
+    assert trace.regret.shape == (200,) and np.all(np.isfinite(trace.regret))
+    # The mixture's exploitability is Reg_T / T in self-play (<π_t, g_t> = 1/(k+1)).
+    np.testing.assert_allclose(
+        np.asarray(trace.mixture_exploitability),
+        np.asarray(trace.regret) / np.arange(1, 201),
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        trace.exploitability[-1], ua.exploitability(SMALL, sol.policy, 2), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        trace.mixture_exploitability[-1], ua.exploitability(SMALL, sol.mixture, 2), atol=1e-9
+    )
+
+
+def test_extragradient_reaches_tolerance_and_stops_early():
+    sol = ua.solve(SMALL, 4, tol=1e-8, steps=3000)
+    assert sol.outcome_name == "successful"
+    assert int(sol.num_steps) < 3000
+    assert float(ua.exploitability(SMALL, sol.policy, 4)) <= 1e-8
+    # Trace entries past the stop repeat the last value; mixture weights cover the steps taken.
+    assert float(sol.trace.exploitability[-1]) <= 1e-8
+    assert int(np.sum(np.asarray(sol.mixture.weights) > 0)) == int(sol.num_steps)
+
+
+def test_outcome_when_the_budget_runs_out():
+    sol = ua.solve(SMALL, 4, method="hedge", tol=1e-12, steps=30)
+    assert sol.outcome_name == "max_steps_reached" and int(sol.num_steps) == 30
+
+
+def test_bounded_mixture_memory_by_striding():
+    sol = ua.solve(SMALL, 2, method="hedge", steps=100, mixture_size=10)
+    assert sol.mixture.policies.shape == (10, 4)
+    np.testing.assert_allclose(np.sum(sol.mixture.weights), 1.0)
+
+
+def test_batched_prompts_equal_separate_solves_and_do_not_recompile():
+    rng = np.random.default_rng(0)
+    utilities = jnp.asarray(rng.integers(0, 4, (3, 5, 4)).astype(np.float64))
+    batched = ua.solve(ua.RankingPopulation(utilities), 2, steps=50)
+    for i in range(3):
+        single = ua.solve(ua.RankingPopulation(utilities[i]), 2, steps=50)
+        np.testing.assert_allclose(batched.policy[i], single.policy, atol=1e-12)
+    from ualign_jax.payoffs import _jitted_map
+
+    before = _jitted_map._cached._cache_size()
+    other = jnp.asarray(rng.integers(0, 4, (3, 5, 4)).astype(np.float64))
+    ua.solve(ua.RankingPopulation(other), 2, steps=50)
+    assert _jitted_map._cached._cache_size() == before
+
+
+def test_float32_solve():
+    pop = ua.RankingPopulation(
+        SMALL.utilities.astype(jnp.float32), SMALL.weights.astype(jnp.float32)
+    )
+    sol = ua.solve(pop, 3, tol=1e-5, steps=2000)
+    assert sol.policy.dtype == jnp.float32 and sol.outcome_name == "successful"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "nope"}, "method 'nope' is unknown"),
+        ({"steps": 0}, "steps must be an integer >= 1"),
+        ({"tol": -1.0}, "tol must be a positive number"),
+        ({"eta": float("nan")}, "eta must be a positive number"),
+        ({"tau": -0.1}, "tau must be a nonnegative number"),
+        ({"mixture_size": 0}, "mixture_size must be"),
+    ],
+)
+def test_solve_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ua.solve(SMALL, 2, **kwargs)
+    with pytest.raises(ValueError, match="k must be"):
+        ua.solve(SMALL, 0)
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def test_nlhf_is_a_certified_maximal_lottery():
+    pop = ua.load_dataset("debian", dtype=jnp.float64)
+    p = ua.nlhf(pop)
+    pairwise = ua.pairwise_matrix(pop)
+    assert float(jnp.max(pairwise @ p)) - 0.5 <= 1e-9
+    # A cyclic (rock-paper-scissors) population: the maximal lottery is uniform.
+    cyclic = ua.RankingPopulation(jnp.array([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 0.0, 2.0]]))
+    np.testing.assert_allclose(ua.nlhf(cyclic), np.full(3, 1 / 3), atol=1e-9)
+
+
+def test_pairwise_matrix_is_constant_sum():
+    pairwise = ua.pairwise_matrix(ua.load_dataset("agh", dtype=jnp.float64))
+    np.testing.assert_allclose(pairwise + pairwise.T, 1.0, atol=1e-12)
+
+
+def test_bradley_terry_recovers_scores_and_rlhf_limits():
+    r_true = np.array([1.0, 0.0, -0.5])
+    pairwise = 1 / (1 + np.exp(-(r_true[:, None] - r_true[None, :])))
+    np.testing.assert_allclose(ua.bradley_terry_scores(pairwise), r_true - r_true.mean(), atol=1e-5)
+    pop = ua.load_dataset("netflix", dtype=jnp.float64)
+    sharp = ua.rlhf(pop, beta=1e-3)
+    favourite = int(np.argmax(ua.bradley_terry_scores(ua.pairwise_matrix(pop))))
+    assert float(sharp[favourite]) > 0.99
+    np.testing.assert_allclose(ua.rlhf(pop, beta=1e6), np.full(3, 1 / 3), atol=1e-5)
+    with pytest.raises(ValueError, match="beta"):
+        ua.rlhf(pop, beta=0.0)
+
+
+def test_nash_md_interpolates_between_reference_and_nlhf():
+    pop = ua.condorcet_instance(4, 0.2, dtype=jnp.float64)
+    weak = ua.nash_md(pop, tau=100.0)
+    strong = ua.nash_md(pop, tau=0.01)
+    assert float(jnp.max(jnp.abs(weak - 0.25))) < 0.01
+    assert float(strong[0]) > 0.9
+
+
+def test_solution_is_a_pytree_that_jit_and_vmap_accept():
+    sol = ua.solve(SMALL, 2, steps=20)
+    doubled = jax.jit(lambda s: jax.tree.map(lambda a: a, s))(sol)
+    np.testing.assert_allclose(doubled.policy, sol.policy)

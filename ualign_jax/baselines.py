@@ -1,0 +1,210 @@
+"""Baselines users compare against (THEORY §5): NLHF, Nash-MD, RLHF, the reference policy.
+
+* NLHF is the k = 1 game: its equilibrium is the maximal lottery of the pairwise matrix
+  ``P[y, y'] = WR(δ_y, δ_y')``, computed here by self-play and polished on its support in float64
+  until its duality gap ``max_y (P p)_y − 1/2`` is certified below ``1e-9``.
+* Nash-MD: the equilibrium of the KL-regularised k = 1 game (regularisation ``τ``).
+* RLHF: Bradley–Terry scores fitted to ``P``, policy ``∝ π_ref · exp(r / β)``.
+* The reference (uniform) policy; "best-of-k from the reference" is the reference sampled k times,
+  i.e. pass it as the policy with that ``k`` to any metric.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from ._validation import check_simplex
+from .payoffs import check_population, response_payoffs
+from .policies import uniform_policy
+from .solve import solve
+
+__all__ = [
+    "pairwise_matrix",
+    "maximal_lottery",
+    "MaximalLottery",
+    "nlhf",
+    "nash_md",
+    "bradley_terry_scores",
+    "rlhf",
+    "reference_policy",
+]
+
+#: Duality gap below which a maximal lottery counts as certified.
+CERTIFIED_GAP = 1e-9
+
+
+def pairwise_matrix(pop):
+    """``P[..., y, y'] = WR(δ_y, δ_y')``: the probability a user prefers ``y`` to ``y'`` (ties 1/2).
+
+    Example:
+        >>> from ualign_jax import RankingPopulation
+        >>> pairwise_matrix(RankingPopulation(jnp.array([[1.0, 0.0]]))).tolist()
+        [[0.5, 1.0], [0.0, 0.5]]
+    """
+    check_population(pop)
+    n = pop.num_responses
+    dtype = pop.weights.dtype if hasattr(pop, "weights") else pop.win_tensor.dtype
+    points = jnp.eye(n, dtype=dtype)
+    if pop.batch_shape:
+        points = jnp.broadcast_to(points, (*pop.batch_shape, n, n))
+        return jnp.swapaxes(_payoffs_against_points(pop, points), -1, -2)
+    return response_payoffs(pop, points, 1).T  # row y' (opponent) -> column
+
+
+def _payoffs_against_points(pop, points):
+    import jax  # noqa: PLC0415
+
+    # Batched population: vmap the opponent point masses inside each prompt.
+    return jax.vmap(lambda p: response_payoffs(pop, p, 1), in_axes=-2, out_axes=-2)(points)
+
+
+class MaximalLottery(NamedTuple):
+    """``policy`` with ``M p <= gap`` for ``M = P − 1/2``; ``gap`` is its certified duality gap."""
+
+    policy: np.ndarray
+    gap: float
+
+
+def maximal_lottery(pairwise, approximate=None) -> MaximalLottery:
+    """The maximal lottery of a pairwise matrix (float64, host side), with its duality gap.
+
+    Starting from an approximate equilibrium (default uniform), for shrinking support thresholds
+    it solves ``(P − 1/2)[S, S] p_S = 0, Σ p_S = 1`` and keeps the candidate with the smallest
+    gap ``max_y (P p)_y − 1/2`` (0 exactly at the maximal lottery).
+    """
+    matrix = np.asarray(pairwise, dtype=np.float64) - 0.5
+    n = matrix.shape[0]
+    start = np.full(n, 1.0 / n) if approximate is None else np.asarray(approximate, np.float64)
+
+    def gap_of(p):
+        return float(np.max(matrix @ p))
+
+    best, best_gap = start, gap_of(start)
+    for threshold in (1e-2, 1e-3, 1e-4, 1e-6, 1e-8, 1e-10):
+        support = np.flatnonzero(start > threshold)
+        if support.size == 0:
+            continue
+        system = np.vstack([matrix[np.ix_(support, support)], np.ones((1, support.size))])
+        rhs = np.concatenate([np.zeros(support.size), [1.0]])
+        solution, *_ = np.linalg.lstsq(system, rhs, rcond=None)
+        if solution.min() < -1e-12:
+            continue
+        candidate = np.zeros(n)
+        candidate[support] = np.maximum(solution, 0.0)
+        candidate /= candidate.sum()
+        gap = gap_of(candidate)
+        if gap < best_gap:
+            best, best_gap = candidate, gap
+    return MaximalLottery(best, max(best_gap, 0.0))
+
+
+def nlhf(pop, steps: int = 2000):
+    """The NLHF policy: the maximal lottery, the k = 1 equilibrium (certified gap ``<= 1e-9``).
+
+    Raises ``ValueError`` if the gap cannot be certified (it names the gap reached).
+
+    Example:
+        >>> from ualign_jax import condorcet_instance
+        >>> nlhf(condorcet_instance(3, 0.1)).tolist()
+        [1.0, 0.0, 0.0]
+    """
+    check_population(pop)
+    if pop.batch_shape:
+        flat = _unbatch(pop)
+        return jnp.stack([nlhf(p, steps) for p in flat]).reshape(*pop.batch_shape, -1)
+    approximate = solve(pop, 1, steps=steps, tol=1e-12).policy
+    result = maximal_lottery(pairwise_matrix(pop), approximate)
+    if result.gap > CERTIFIED_GAP:
+        raise ValueError(
+            f"nlhf: the maximal lottery's duality gap reached {result.gap:.2e} > {CERTIFIED_GAP}; "
+            "raise steps"
+        )
+    return jnp.asarray(result.policy, dtype=pop.weights.dtype)
+
+
+def _unbatch(pop):
+    import jax  # noqa: PLC0415
+
+    size = int(np.prod(pop.batch_shape))
+    leaves, treedef = jax.tree.flatten(pop)
+    flat = [leaf.reshape(size, *leaf.shape[len(pop.batch_shape) :]) for leaf in leaves]
+    return [jax.tree.unflatten(treedef, [leaf[i] for leaf in flat]) for i in range(size)]
+
+
+def nash_md(pop, tau: float, steps: int = 2000):
+    """Nash-MD's target: the equilibrium of the k = 1 game regularised by ``τ·KL(π, uniform)``.
+
+    ``τ → 0`` recovers NLHF; large ``τ`` stays at the uniform reference.
+    """
+    if not (isinstance(tau, int | float) and tau > 0):
+        raise ValueError(f"tau must be a positive number, got {tau!r}")
+    return solve(pop, 1, method="extragradient_entropy", steps=steps, tau=tau, eta=0.5).policy
+
+
+def bradley_terry_scores(pairwise, ridge: float = 1e-6, iterations: int = 100):
+    """Bradley–Terry scores ``r`` maximising ``Σ P[y,y'] log σ(r_y − r_y') − ridge·|r|²/2``.
+
+    Newton's method in float64 on the host; scores are centred (``Σ r = 0``). The small ridge
+    keeps them finite when one response beats another unanimously.
+
+    Example:
+        >>> r = bradley_terry_scores(np.array([[0.5, 0.75], [0.25, 0.5]]))
+        >>> round(float(r[0] - r[1]), 4)   # log(0.75 / 0.25)
+        1.0986
+    """
+    p = np.asarray(pairwise, dtype=np.float64)
+    n = p.shape[0]
+    off = 1.0 - np.eye(n)
+    r = np.zeros(n)
+    for _ in range(iterations):
+        diff = r[:, None] - r[None, :]
+        s = 1.0 / (1.0 + np.exp(-diff))
+        grad = np.sum(off * (p - (p + p.T) * s), axis=1) - ridge * r
+        curvature = off * (p + p.T) * s * (1 - s)
+        hessian = curvature - np.diag(curvature.sum(axis=1)) - ridge * np.eye(n)
+        step = np.linalg.solve(hessian - 1e-12 * np.eye(n), -grad)
+        r = r + step
+        if np.max(np.abs(step)) < 1e-12:
+            break
+    return r - r.mean()
+
+
+def rlhf(pop, beta: float = 1.0, reference=None):
+    """RLHF: Bradley–Terry scores fitted to the pairwise matrix, ``π ∝ π_ref · exp(r / β)``.
+
+    ``β → 0`` is the argmax of the scores (the majority favourite).
+    """
+    check_population(pop)
+    if not (isinstance(beta, int | float) and beta > 0):
+        raise ValueError(f"beta must be a positive number, got {beta!r}")
+    n = pop.num_responses
+    dtype = pop.weights.dtype if hasattr(pop, "weights") else pop.win_tensor.dtype
+    if reference is None:
+        reference = np.full(n, 1.0 / n)
+    else:
+        check_simplex(jnp.asarray(reference), "reference")
+    pairwise = np.asarray(pairwise_matrix(pop), dtype=np.float64)
+    if pairwise.ndim > 2:
+        return (
+            jnp.stack([rlhf_from_pairwise(m, beta, reference) for m in pairwise.reshape(-1, n, n)])
+            .reshape(*pop.batch_shape, n)
+            .astype(dtype)
+        )
+    return jnp.asarray(rlhf_from_pairwise(pairwise, beta, reference), dtype)
+
+
+def rlhf_from_pairwise(pairwise, beta: float, reference) -> np.ndarray:
+    """``π ∝ π_ref · exp(r / β)`` with Bradley–Terry scores ``r`` of ``pairwise``."""
+    scores = bradley_terry_scores(pairwise) / beta
+    logits = np.log(np.maximum(np.asarray(reference, np.float64), 1e-300)) + scores
+    weights = np.exp(logits - logits.max())
+    return weights / weights.sum()
+
+
+def reference_policy(pop):
+    """The uniform reference policy for ``pop`` (in its dtype)."""
+    dtype = pop.weights.dtype if hasattr(pop, "weights") else pop.win_tensor.dtype
+    return uniform_policy(pop.num_responses, dtype)

@@ -1,0 +1,270 @@
+"""Self-play learning dynamics as ``(init, step)`` pairs of pure functions (THEORY §4, T5).
+
+Every player of the symmetric (k+1)-player game runs the same learner on the payoff vector
+``g_t = u_k(·, π_t)``. A dynamic is a :class:`Dynamics` made by a factory that closes over its
+hyperparameters (as optax's ``GradientTransformation``):
+
+* ``init(policy) -> state``, a ``NamedTuple`` whose field ``policy`` is the current iterate;
+* ``step(state, payoff_fn, t) -> (state, played, payoffs)`` where ``payoff_fn(π) -> [n]`` is the
+  payoff oracle, ``t`` the 1-based step, ``played`` the policy at which this step's regret is
+  charged (the extrapolated point for extragradient and optimism) and ``payoffs`` the raw game
+  payoffs there.
+
+Step sizes may be floats or schedules ``t -> η_t`` (optax schedules work). Wrappers compose:
+:func:`kl_regularised` turns any dynamic into one for the KL-regularised game.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = [
+    "Dynamics",
+    "hedge",
+    "optimistic_hedge",
+    "extragradient",
+    "regret_matching_plus",
+    "logit_gradient",
+    "kl_regularised",
+    "project_simplex",
+]
+
+Schedule = float | Callable[[Any], Any]
+
+
+class Dynamics(NamedTuple):
+    """A learning dynamic: ``init(policy) -> state``; ``step(state, payoff_fn, t)``."""
+
+    init: Callable
+    step: Callable
+
+
+def _rate(eta: Schedule, t, dtype):
+    return jnp.asarray(eta(t) if callable(eta) else eta, dtype)
+
+
+def project_simplex(v):
+    """Euclidean projection onto the simplex: ``argmin_{p ∈ Δ} ||p - v||`` (sort-based, O(n log n)).
+
+    Example:
+        >>> project_simplex(jnp.array([2.0, 0.0])).tolist()
+        [1.0, 0.0]
+    """
+    n = v.shape[-1]
+    top = jnp.sort(v)[::-1]
+    excess = jnp.cumsum(top) - 1.0
+    ranks = jnp.arange(1, n + 1, dtype=v.dtype)
+    support = jnp.sum(top - excess / ranks > 0)
+    theta = excess[support - 1] / support.astype(v.dtype)
+    return jnp.maximum(v - theta, 0.0)
+
+
+# --------------------------------------------------------------------------- Hedge
+
+
+class HedgeState(NamedTuple):
+    policy: Any
+    log_weights: Any
+
+
+def hedge_rate(num_responses: int, horizon: int) -> float:
+    """The fixed Hedge rate ``η = sqrt(8 ln n / T)`` behind ``Reg_T <= sqrt(T ln n / 2)``."""
+    return math.sqrt(8.0 * math.log(max(num_responses, 2)) / horizon)
+
+
+def anytime_hedge_rate(num_responses: int) -> Callable:
+    """The anytime schedule ``η_t = sqrt(8 ln n / t)`` (same O(sqrt(T ln n)) order, no horizon)."""
+    c = 8.0 * math.log(max(num_responses, 2))
+    return lambda t: jnp.sqrt(c / jnp.asarray(t).astype(float))
+
+
+def hedge(eta: Schedule) -> Dynamics:
+    """Hedge / multiplicative weights: ``π_{t+1} ∝ π_t · exp(η_t g_t)``.
+
+    With ``η = hedge_rate(n, T)`` and payoffs in [0, 1], ``Reg_T <= sqrt(T ln n / 2)`` (T5).
+
+    Example:
+        >>> dyn = hedge(0.5)
+        >>> state = dyn.init(jnp.full(2, 0.5))
+        >>> state, played, g = dyn.step(state, lambda p: jnp.array([1.0, 0.0]), 1)
+        >>> round(float(state.policy[0]), 4)
+        0.6225
+    """
+
+    def init(policy):
+        return HedgeState(policy, jnp.log(jnp.maximum(policy, jnp.finfo(policy.dtype).tiny)))
+
+    def step(state, payoff_fn, t):
+        g = payoff_fn(state.policy)
+        log_weights = state.log_weights + _rate(eta, t, g.dtype) * g
+        log_weights = log_weights - jnp.max(log_weights)
+        return HedgeState(jax.nn.softmax(log_weights), log_weights), state.policy, g
+
+    return Dynamics(init, step)
+
+
+class OptimisticHedgeState(NamedTuple):
+    policy: Any
+    log_weights: Any
+    last_payoffs: Any
+
+
+def optimistic_hedge(eta: Schedule) -> Dynamics:
+    """Optimistic Hedge: play ``π_t ∝ exp(L_{t-1} + η g_{t-1})`` with ``L_t = L_{t-1} + η g_t``."""
+
+    def init(policy):
+        log_weights = jnp.log(jnp.maximum(policy, jnp.finfo(policy.dtype).tiny))
+        return OptimisticHedgeState(policy, log_weights, jnp.zeros_like(policy))
+
+    def step(state, payoff_fn, t):
+        rate = _rate(eta, t, state.policy.dtype)
+        played = jax.nn.softmax(state.log_weights + rate * state.last_payoffs)
+        g = payoff_fn(played)
+        log_weights = state.log_weights + rate * g
+        log_weights = log_weights - jnp.max(log_weights)
+        new_policy = jax.nn.softmax(log_weights + rate * g)
+        return OptimisticHedgeState(new_policy, log_weights, g), played, g
+
+    return Dynamics(init, step)
+
+
+# --------------------------------------------------------------------------- extragradient
+
+
+class ExtragradientState(NamedTuple):
+    policy: Any
+    rate: Any
+
+
+def extragradient(eta: float = 1.0, adaptive: bool = True, geometry: str = "euclidean") -> Dynamics:
+    """Extragradient (mirror-prox): ``h = P(π + η g(π))``, ``π' = P(π + η g(h))``.
+
+    ``geometry="euclidean"`` projects onto the simplex; ``"entropy"`` uses multiplicative
+    steps. With ``adaptive=True`` the rate adapts to the local Lipschitz constant: a step is
+    taken only when ``η ||g(h) - g(π)|| <= 0.9 ||h - π||`` (then η grows by 1.2), otherwise η
+    shrinks and the step repeats. Regret is charged at the extrapolated point ``h``.
+    """
+    if geometry not in ("euclidean", "entropy"):
+        raise ValueError(f"geometry must be 'euclidean' or 'entropy', got {geometry!r}")
+
+    def move(policy, g, rate):
+        if geometry == "euclidean":
+            return project_simplex(policy + rate * g)
+        logits = jnp.log(jnp.maximum(policy, jnp.finfo(policy.dtype).tiny)) + rate * (g - g.max())
+        return jax.nn.softmax(logits)
+
+    def init(policy):
+        return ExtragradientState(policy, jnp.asarray(eta, policy.dtype))
+
+    def step(state, payoff_fn, t):
+        del t
+        g = payoff_fn(state.policy)
+        h = move(state.policy, g, state.rate)
+        g_h = payoff_fn(h)
+        new_policy = move(state.policy, g_h, state.rate)
+        if not adaptive:
+            return ExtragradientState(new_policy, state.rate), h, g_h
+        moved = jnp.linalg.norm(h - state.policy)
+        changed = jnp.linalg.norm(g_h - g)
+        accept = state.rate * changed <= 0.9 * moved + jnp.finfo(g.dtype).tiny
+        local = 0.9 * moved / jnp.maximum(changed, jnp.finfo(g.dtype).tiny)
+        rate = jnp.where(
+            accept, jnp.minimum(1.2 * state.rate, 1e4), jnp.minimum(0.5 * state.rate, local)
+        )
+        policy = jnp.where(accept, new_policy, state.policy)
+        return ExtragradientState(policy, rate), h, g_h
+
+    return Dynamics(init, step)
+
+
+# --------------------------------------------------------------------------- regret matching+
+
+
+class RegretMatchingState(NamedTuple):
+    policy: Any
+    positive_regret: Any
+
+
+def regret_matching_plus() -> Dynamics:
+    """Regret matching+: ``Q ← max(Q + g − <π, g>, 0)``, ``π ∝ Q`` (uniform when ``Q = 0``)."""
+
+    def init(policy):
+        return RegretMatchingState(policy, jnp.zeros_like(policy))
+
+    def step(state, payoff_fn, t):
+        del t
+        g = payoff_fn(state.policy)
+        q = jnp.maximum(state.positive_regret + g - state.policy @ g, 0.0)
+        total = jnp.sum(q)
+        uniform = jnp.full_like(q, 1.0 / q.shape[-1])
+        policy = jnp.where(total > 0, q / jnp.where(total > 0, total, 1.0), uniform)
+        return RegretMatchingState(policy, q), state.policy, g
+
+    return Dynamics(init, step)
+
+
+# --------------------------------------------------------------------------- optax-driven
+
+
+class LogitState(NamedTuple):
+    policy: Any
+    logits: Any
+    optimizer_state: Any
+
+
+def logit_gradient(optimizer: optax.GradientTransformation | None = None) -> Dynamics:
+    """Gradient ascent on logits ``θ`` (``π = softmax θ``) driven by any optax optimizer.
+
+    The ascent direction is the game gradient with the opponents held fixed,
+    ``∇_θ <π, g> = π ⊙ (g − <π, g>)``; default optimizer ``optax.sgd(10.0)``.
+    """
+    optimizer = optimizer if optimizer is not None else optax.sgd(10.0)
+
+    def init(policy):
+        logits = jnp.log(jnp.maximum(policy, jnp.finfo(policy.dtype).tiny))
+        with jax.numpy_dtype_promotion("standard"):
+            return LogitState(policy, logits, optimizer.init(logits))
+
+    def step(state, payoff_fn, t):
+        del t
+        g = payoff_fn(state.policy)
+        ascent = state.policy * (g - state.policy @ g)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes Python ints into its updates
+            updates, opt_state = optimizer.update(-ascent, state.optimizer_state, state.logits)
+            logits = optax.apply_updates(state.logits, updates)
+        logits = logits - jnp.max(logits)
+        return LogitState(jax.nn.softmax(logits), logits, opt_state), state.policy, g
+
+    return Dynamics(init, step)
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+def kl_regularised(dynamics: Dynamics, tau: float, reference=None) -> Dynamics:
+    """The same dynamic on the KL-regularised game ``u_k(y, π) − τ log(π(y) / π_ref(y))``.
+
+    ``reference`` defaults to uniform. The step still reports the raw game payoffs, so regret
+    and exploitability in a trace are those of the unregularised game.
+    """
+
+    def regularise(payoff_fn):
+        def regularised(policy):
+            ref = jnp.full_like(policy, 1.0 / policy.shape[-1]) if reference is None else reference
+            tiny = jnp.finfo(policy.dtype).tiny
+            penalty = jnp.log(jnp.maximum(policy, tiny)) - jnp.log(jnp.maximum(ref, tiny))
+            return payoff_fn(policy) - tau * penalty.astype(policy.dtype)
+
+        return regularised
+
+    def step(state, payoff_fn, t):
+        state, played, _ = dynamics.step(state, regularise(payoff_fn), t)
+        return state, played, payoff_fn(played)
+
+    return Dynamics(dynamics.init, step)
