@@ -164,3 +164,13 @@ def test_solution_is_a_pytree_that_jit_and_vmap_accept():
     sol = ua.solve(SMALL, 2, steps=20)
     doubled = jax.jit(lambda s: jax.tree.map(lambda a: a, s))(sol)
     np.testing.assert_allclose(doubled.policy, sol.policy)
+
+
+def test_solve_on_a_dense_game_matches_the_population():
+    dense = ua.DenseGame(ua.win_tensor(SMALL, 3))
+    np.testing.assert_allclose(
+        ua.solve(dense, 2, steps=100).policy, ua.solve(SMALL, 2, steps=100).policy, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        ua.nlhf(ua.DenseGame(ua.win_tensor(SMALL, 2))), ua.nlhf(SMALL), atol=1e-9
+    )

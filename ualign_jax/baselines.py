@@ -46,7 +46,7 @@ def pairwise_matrix(pop):
     """
     check_population(pop)
     n = pop.num_responses
-    dtype = pop.weights.dtype if hasattr(pop, "weights") else pop.win_tensor.dtype
+    dtype = pop.dtype
     points = jnp.eye(n, dtype=dtype)
     if pop.batch_shape:
         points = jnp.broadcast_to(points, (*pop.batch_shape, n, n))
@@ -122,7 +122,7 @@ def nlhf(pop, steps: int = 2000):
             f"nlhf: the maximal lottery's duality gap reached {result.gap:.2e} > {CERTIFIED_GAP}; "
             "raise steps"
         )
-    return jnp.asarray(result.policy, dtype=pop.weights.dtype)
+    return jnp.asarray(result.policy, dtype=pop.dtype)
 
 
 def _unbatch(pop):
@@ -181,7 +181,7 @@ def rlhf(pop, beta: float = 1.0, reference=None):
     if not (isinstance(beta, int | float) and beta > 0):
         raise ValueError(f"beta must be a positive number, got {beta!r}")
     n = pop.num_responses
-    dtype = pop.weights.dtype if hasattr(pop, "weights") else pop.win_tensor.dtype
+    dtype = pop.dtype
     if reference is None:
         reference = np.full(n, 1.0 / n)
     else:
@@ -206,5 +206,5 @@ def rlhf_from_pairwise(pairwise, beta: float, reference) -> np.ndarray:
 
 def reference_policy(pop):
     """The uniform reference policy for ``pop`` (in its dtype)."""
-    dtype = pop.weights.dtype if hasattr(pop, "weights") else pop.win_tensor.dtype
+    dtype = pop.dtype
     return uniform_policy(pop.num_responses, dtype)

@@ -24,6 +24,8 @@ import numpy as np
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+#: The demo stops each solve once the exploitability is this small (float32 resolves ~1e-7).
+DEMO_TOL = 1e-6
 
 
 class UsageError(Exception):
@@ -174,7 +176,7 @@ def robust_by_k(pop, policy, ks: list[int]) -> list[float]:
 
     import ualign_jax as ua  # noqa: PLC0415
 
-    policy = jnp.asarray(policy, dtype=pop.weights.dtype)
+    policy = jnp.asarray(policy, dtype=pop.dtype)
     rates = jax.vmap(lambda k: 1.0 - jnp.max(ua.response_payoffs(pop, policy, k)))(
         jnp.asarray(ks, dtype=jnp.int32)
     )
@@ -212,7 +214,8 @@ def run_demo(args) -> dict:
     ks = list(range(1, args.k_max + 1))
     pop = ua.load_dataset("sushi", dtype=jnp.float64 if args.x64 else None)
     progress = Progress(len(ks), "solving", not (args.quiet or args.json))
-    sols = solve_for_each_k(pop, ks, args.method, args.steps, args.tol, progress)
+    tol = args.tol if args.tol is not None else DEMO_TOL
+    sols = solve_for_each_k(pop, ks, args.method, args.steps, tol, progress)
     equilibrium = [
         1.0 - float(jnp.max(ua.response_payoffs(pop, s.policy, k)))
         for s, k in zip(sols, ks, strict=True)
@@ -220,7 +223,7 @@ def run_demo(args) -> dict:
     baselines = {
         "NLHF (maximal lottery)": ua.nlhf(pop),
         "RLHF (Bradley-Terry, beta=1)": ua.rlhf(pop),
-        "reference (uniform)": ua.uniform_policy(pop.num_responses, pop.weights.dtype),
+        "reference (uniform)": ua.uniform_policy(pop.num_responses, pop.dtype),
     }
     rates = {"ualign (k+1)-player equilibrium": equilibrium}
     rates.update({name: robust_by_k(pop, policy, ks) for name, policy in baselines.items()})
@@ -337,8 +340,8 @@ def run_evaluate(args) -> dict:
     ks = parse_int_list(args.k, "--k")
     ells = parse_int_list(args.ell, "--ell")
     pop = load_data(args.data)
-    policy = jnp.asarray(load_policy(args.policy, pop.num_responses), pop.weights.dtype)
-    reference = ua.uniform_policy(pop.num_responses, pop.weights.dtype)
+    policy = jnp.asarray(load_policy(args.policy, pop.num_responses), pop.dtype)
+    reference = ua.uniform_policy(pop.num_responses, pop.dtype)
     rows = []
     for k in ks:
         for ell in ells:

@@ -38,7 +38,15 @@ def plot_robust_win_rates(
     ks = np.asarray(ks)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     grid = np.linspace(ks.min(), ks.max(), 200)
-    ax.plot(grid, grid / (grid + 1), color="black", lw=2, ls="--", label="k/(k+1) (guarantee)")
+    ax.plot(
+        grid,
+        grid / (grid + 1),
+        color="black",
+        lw=1.5,
+        ls="--",
+        zorder=5,
+        label="k/(k+1) (guarantee)",
+    )
     markers = "osD^v<>"
     for i, (name, values) in enumerate(rates.items()):
         ax.plot(ks, values, marker=markers[i % len(markers)], ms=4, lw=1.5, label=name)

@@ -130,6 +130,11 @@ class RankingPopulation(eqx.Module):
         self.names = _check_names(names, u.shape[-1])
 
     @property
+    def dtype(self):
+        """The floating dtype of this population's arrays."""
+        return self.utilities.dtype
+
+    @property
     def batch_shape(self) -> tuple[int, ...]:
         return self.utilities.shape[:-2]
 
@@ -172,6 +177,11 @@ class PlackettLucePopulation(eqx.Module):
         self.log_weights = s
         self.weights = _normalised_weights(weights, s.shape[:-2], s.shape[-2], s.dtype)
         self.names = _check_names(names, s.shape[-1])
+
+    @property
+    def dtype(self):
+        """The floating dtype of this population's arrays."""
+        return self.log_weights.dtype
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -242,6 +252,11 @@ class DenseGame(eqx.Module):
             _check_win_tensor(np.asarray(w, np.float64), num_players)
         self.win_tensor = w
         self.num_players = num_players
+
+    @property
+    def dtype(self):
+        """The floating dtype of this population's arrays."""
+        return self.win_tensor.dtype
 
     @property
     def batch_shape(self) -> tuple[int, ...]:

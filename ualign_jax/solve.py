@@ -113,7 +113,7 @@ def make_dynamics(method: str, num_responses: int, steps: int, eta: float | None
 
 def _solve_one(pop, *, k, method, steps, tol, eta, tau, stride):
     n = pop.num_responses
-    dtype = pop.weights.dtype
+    dtype = pop.dtype
     dynamics = make_dynamics(method, n, steps, eta)
     if tau:
         dynamics = kl_regularised(dynamics, tau)
@@ -214,6 +214,7 @@ def solve(
         ``ε = sol.trace.exploitability[-1]`` (T1).
 
     Example:
+        >>> from ualign_jax import RankingPopulation
         >>> pop = RankingPopulation(jnp.array([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]]))
         >>> sol = solve(pop, 2, tol=1e-6)
         >>> sol.outcome_name, bool(sol.trace.exploitability[-1] <= 1e-6)

@@ -22,7 +22,7 @@ def check_dynamics(dynamics: Dynamics, pop, k: int = 2, steps: int = 8) -> None:
     and the step vmaps over a batch of starting policies.
     """
     n = pop.num_responses
-    dtype = pop.weights.dtype if hasattr(pop, "weights") else pop.win_tensor.dtype
+    dtype = pop.dtype
 
     def payoff_fn(policy):
         return single_policy_payoffs(pop, policy, k)
