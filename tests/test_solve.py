@@ -17,6 +17,7 @@ DYNAMICS = {
     "hedge": ua.hedge(0.3),
     "anytime_hedge": ua.hedge(ua.dynamics.anytime_hedge_rate(4)),
     "optimistic_hedge": ua.optimistic_hedge(1.0),
+    "optimistic_gradient": ua.optimistic_gradient(),
     "extragradient": ua.extragradient(),
     "extragradient_entropy": ua.extragradient(geometry="entropy"),
     "extragradient_fixed": ua.extragradient(0.5, adaptive=False),

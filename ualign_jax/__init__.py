@@ -36,6 +36,7 @@ from .dynamics import (
     hedge,
     kl_regularised,
     logit_gradient,
+    optimistic_gradient,
     optimistic_hedge,
     regret_matching_plus,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "maximal_lottery",
     "nash_md",
     "nlhf",
+    "optimistic_gradient",
     "optimistic_hedge",
     "pairwise_matrix",
     "plotting",

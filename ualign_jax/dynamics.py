@@ -29,6 +29,7 @@ __all__ = [
     "hedge",
     "optimistic_hedge",
     "extragradient",
+    "optimistic_gradient",
     "regret_matching_plus",
     "logit_gradient",
     "kl_regularised",
@@ -179,6 +180,42 @@ def extragradient(eta: float = 1.0, adaptive: bool = True, geometry: str = "eucl
         )
         policy = jnp.where(accept, new_policy, state.policy)
         return ExtragradientState(policy, rate), h, g_h
+
+    return Dynamics(init, step)
+
+
+class OptimisticGradientState(NamedTuple):
+    policy: Any
+    last_played: Any
+    last_payoffs: Any
+    rate: Any
+
+
+def optimistic_gradient(eta: float = 1.0, growth: float = 1.2) -> Dynamics:
+    """Adaptive optimistic gradient (Popov's past extragradient), one oracle call per step.
+
+    ``h_t = P(π_t + η_t g_{t-1})``, ``g_t = g(h_t)``, ``π_{t+1} = P(π_t + η_t g_t)`` with ``P``
+    the Euclidean projection onto the simplex; ``η_{t+1} = min(growth·η_t, 1/(2 L_t))`` with
+    the local Lipschitz estimate ``L_t = ||g_t − g_{t-1}|| / ||h_t − h_{t-1}||``. The game is
+    strongly monotone on the data we measured for k >= 2, and this converges in tens of steps.
+    """
+
+    def init(policy):
+        zeros = jnp.zeros_like(policy)
+        return OptimisticGradientState(policy, policy, zeros, jnp.asarray(eta, policy.dtype))
+
+    def step(state, payoff_fn, t):
+        played = project_simplex(state.policy + state.rate * state.last_payoffs)
+        g = payoff_fn(played)
+        policy = project_simplex(state.policy + state.rate * g)
+        tiny = jnp.finfo(g.dtype).tiny
+        moved = jnp.linalg.norm(played - state.last_played)
+        changed = jnp.linalg.norm(g - state.last_payoffs)
+        cap = 0.5 * moved / jnp.maximum(changed, tiny)
+        informative = (t > 1) & (changed > 0)  # the first step has no previous point
+        rate = jnp.where(informative, jnp.minimum(growth * state.rate, cap), state.rate)
+        rate = jnp.clip(rate, 1e-6, 1e4)
+        return OptimisticGradientState(policy, played, g, rate), played, g
 
     return Dynamics(init, step)
 
