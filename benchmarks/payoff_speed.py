@@ -11,6 +11,7 @@ Each comparison is measured side by side in one process; ratios are what to quot
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import platform
@@ -152,6 +153,13 @@ def versus_dense(m=1000, n=10, k=6):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="accepted for `ualign bench`; this benchmark is already quick (about a minute)",
+    )
+    parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     result = {
         "date": datetime.date.today().isoformat(),

@@ -24,6 +24,8 @@ DYNAMICS = {
     "regret_matching_plus": ua.regret_matching_plus(),
     "logit_adam": ua.logit_gradient(optax.adam(0.1)),
     "kl_hedge": ua.kl_regularised(ua.hedge(0.3), tau=0.05),
+    "optimistic_wrapper_rm_plus": ua.dynamics.optimistic(ua.regret_matching_plus()),
+    "averaged_extragradient": ua.dynamics.averaged(ua.extragradient()),
 }
 
 
@@ -175,3 +177,22 @@ def test_solve_on_a_dense_game_matches_the_population():
     np.testing.assert_allclose(
         ua.nlhf(ua.DenseGame(ua.win_tensor(SMALL, 2))), ua.nlhf(SMALL), atol=1e-9
     )
+
+
+def test_optimism_wrapper_on_hedge_is_optimistic_hedge():
+    payoff = lambda p: ua.response_payoffs(SMALL, p, 2)
+    wrapped, direct = ua.dynamics.optimistic(ua.hedge(0.4)), ua.optimistic_hedge(0.4)
+    a, b = wrapped.init(jnp.full(4, 0.25)), direct.init(jnp.full(4, 0.25))
+    for t in range(1, 6):
+        a, played_a, _ = wrapped.step(a, payoff, t)
+        b, played_b, _ = direct.step(b, payoff, t)
+        np.testing.assert_allclose(played_a, played_b, atol=1e-12)
+
+
+def test_averaged_wrapper_keeps_the_running_mean_of_played_policies():
+    dyn = ua.dynamics.averaged(ua.hedge(0.4))
+    state, seen = dyn.init(jnp.full(4, 0.25)), []
+    for t in range(1, 5):
+        state, played, _ = dyn.step(state, lambda p: ua.response_payoffs(SMALL, p, 2), t)
+        seen.append(played)
+    np.testing.assert_allclose(state.policy, np.mean(seen, axis=0), atol=1e-12)

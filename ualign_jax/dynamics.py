@@ -33,6 +33,8 @@ __all__ = [
     "regret_matching_plus",
     "logit_gradient",
     "kl_regularised",
+    "optimistic",
+    "averaged",
     "project_simplex",
 ]
 
@@ -282,6 +284,55 @@ def logit_gradient(optimizer: optax.GradientTransformation | None = None) -> Dyn
 
 
 # --------------------------------------------------------------------------- wrappers
+
+
+class OptimisticState(NamedTuple):
+    policy: Any
+    inner: Any
+    last_payoffs: Any
+
+
+def optimistic(dynamics: Dynamics) -> Dynamics:
+    """Optimism for any dynamic: play the step the last payoffs predict, then step on the truth.
+
+    ``played = step(state, g_{t-1}).policy``; ``g_t = g(played)``; ``state ← step(state, g_t)``
+    (for Hedge this is optimistic Hedge; for projected ascent, Popov's past extragradient).
+    """
+
+    def init(policy):
+        return OptimisticState(policy, dynamics.init(policy), jnp.zeros_like(policy))
+
+    def step(state, payoff_fn, t):
+        predicted, _, _ = dynamics.step(state.inner, lambda p: state.last_payoffs, t)
+        played = predicted.policy
+        g = payoff_fn(played)
+        inner, _, _ = dynamics.step(state.inner, lambda p: g, t)
+        return OptimisticState(inner.policy, inner, g), played, g
+
+    return Dynamics(init, step)
+
+
+class AveragedState(NamedTuple):
+    policy: Any
+    inner: Any
+
+
+def averaged(dynamics: Dynamics) -> Dynamics:
+    """Report the running average ``(1/t) Σ_s π_s`` of the played policies as ``state.policy``.
+
+    (The k-output model with T5's guarantee is the *mixture* of products, which ``solve`` keeps
+    in ``Solution.mixture``; this average is its single-output marginal.)
+    """
+
+    def init(policy):
+        return AveragedState(policy, dynamics.init(policy))
+
+    def step(state, payoff_fn, t):
+        inner, played, g = dynamics.step(state.inner, payoff_fn, t)
+        weight = 1.0 / jnp.asarray(t).astype(played.dtype)
+        return AveragedState(state.policy + weight * (played - state.policy), inner), played, g
+
+    return Dynamics(init, step)
 
 
 def kl_regularised(dynamics: Dynamics, tau: float, reference=None) -> Dynamics:
