@@ -363,7 +363,11 @@ def run_evaluate(args) -> dict:
 
 
 def run_reproduce(args) -> dict:
+    import jax  # noqa: PLC0415
+
     from .reproduce import check_theory  # noqa: PLC0415
+
+    jax.config.update("jax_enable_x64", True)  # exact checks: float64 throughout this process
 
     progress = Progress(5, "checking", not (args.quiet or args.json))
     rows = check_theory(progress=progress.step)

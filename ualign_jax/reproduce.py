@@ -153,6 +153,7 @@ def check_theory(progress=None) -> list[dict]:
     rows = []
     for claim in CLAIMS:
         rows.append(claim())
+        rows[-1]["detail"] += f" [float tolerance {_slack():.0e}]"
         if progress is not None:
             progress(rows[-1]["claim"])
     return rows
