@@ -28,6 +28,7 @@ from .payoffs import (
     ranking_masses,
     response_payoffs,
     to_response_order,
+    user_average,
 )
 from .policies import ProductMixture, as_mixture
 from .populations import DenseGame, PlackettLucePopulation, RankingPopulation
@@ -75,7 +76,7 @@ def _designated_values(pop, own, other, k: int, ell: int):
         t, w_t = _gauss_nodes(k - 1 + ell, dtype)
         t = t[:, None, None]
         integrand = _power(b + p * t, k - 1) * _power(d + q * t, ell)  # [Q, m, n]
-        return jnp.einsum("q,qmn,m->n", w_t, integrand, pop.weights.astype(dtype))
+        return user_average(pop.weights.astype(dtype), jnp.einsum("q,qmn->mn", w_t, integrand))
     if isinstance(pop, PlackettLucePopulation):
 
         def one_user(log_weights):
@@ -84,7 +85,7 @@ def _designated_values(pop, own, other, k: int, ell: int):
             field = (k - 1) * pl_log_mgf(w, own, grid) + ell * pl_log_mgf(w, other, grid)
             return pl_position_integrals(w, grid, field)
 
-        return pop.weights.astype(dtype) @ jax.vmap(one_user)(pop.log_weights)
+        return user_average(pop.weights.astype(dtype), jax.vmap(one_user)(pop.log_weights))
     if pop.num_players != k + ell:
         raise ValueError(
             f"k + ell = {k + ell} does not match the DenseGame's {pop.num_players} players"
@@ -167,7 +168,7 @@ def _set_wins_one(pop, policy, k: int, sets):
             b, p = below[users, best], tied[users, best]
             # c ∫_0^1 t^{c-1} (b + p t)^k dt, the share of c tied positions against k draws.
             share = count * (t[:, None] ** (count - 1)) * _power(b + p * t[:, None], k)
-            return w_t @ share @ weights
+            return user_average(weights, w_t @ share)
 
         return jax.lax.map(wins, sets, batch_size=256)
     if isinstance(pop, PlackettLucePopulation):
@@ -179,7 +180,7 @@ def _set_wins_one(pop, policy, k: int, sets):
                 jnp.sum(w[sets], axis=1), grid, k * pl_log_mgf(w, policy, grid)
             )
 
-        return pop.weights.astype(dtype) @ jax.vmap(one_user)(pop.log_weights)
+        return user_average(pop.weights.astype(dtype), jax.vmap(one_user)(pop.log_weights))
     if pop.num_players != k + size:
         raise ValueError(
             f"k + ell = {k + size} does not match the DenseGame's {pop.num_players} players"

@@ -90,6 +90,27 @@ def check_population(pop, name: str = "pop", exact: bool = True):
     return pop
 
 
+#: Users per block in :func:`user_average` (two-level summation).
+USER_BLOCK = 64
+
+
+def user_average(weights: Float[Array, " m"], values: Float[Array, "m ..."]):
+    """``Σ_i w_i values[i]`` summed in blocks of ``USER_BLOCK`` users, then over blocks.
+
+    A plain float32 matvec over thousands of users accumulates ~1e-6 error (measured: 1.2e-6 on
+    sushi's 4926 users); two-level summation keeps it near 1e-7.
+    """
+    values = values.astype(weights.dtype) if values.dtype != weights.dtype else values
+    m = weights.shape[0]
+    if m <= USER_BLOCK:
+        return jnp.tensordot(weights, values, axes=1)
+    pad = (-m) % USER_BLOCK
+    w = jnp.pad(weights, (0, pad)).reshape(-1, USER_BLOCK)
+    v = jnp.pad(values, [(0, pad)] + [(0, 0)] * (values.ndim - 1))
+    v = v.reshape(-1, USER_BLOCK, *values.shape[1:])
+    return jnp.sum(jnp.einsum("bk,bk...->b...", w, v), axis=0)
+
+
 def mixture_average(fn, mixture: ProductMixture):
     """``Σ_t α_t fn(π_t)``: a quantity linear in the law of the k-tuple, over a mixture."""
     if mixture.num_components == 1:  # a plain policy: skip the vmap (it costs layout changes)
@@ -197,7 +218,7 @@ def to_response_order(pop: RankingPopulation, sorted_values: Float[Array, "n m"]
 
 def _ranking_payoffs(pop: RankingPopulation, policy, k):
     u_sorted = ranking_masses(pop, policy, k)
-    return pop.weights.astype(u_sorted.dtype) @ to_response_order(pop, u_sorted)
+    return user_average(pop.weights.astype(u_sorted.dtype), to_response_order(pop, u_sorted))
 
 
 # --------------------------------------------------------------------------- Plackett–Luce users
@@ -268,7 +289,7 @@ def _pl_payoffs(pop: PlackettLucePopulation, policy, k):
         return pl_position_integrals(w, grid, k * pl_log_mgf(w, policy, grid))
 
     per_user = jax.lax.map(one_user, pop.log_weights, batch_size=_user_batch(pop))
-    return pop.weights.astype(dtype) @ per_user
+    return user_average(pop.weights.astype(dtype), per_user)
 
 
 def _user_batch(pop) -> int:
