@@ -1,0 +1,69 @@
+"""The notebooks in ``notebooks/`` run headless without error, and are stored without outputs.
+
+Each notebook is executed by ``nbclient`` in a fresh Python kernel whose working directory is a
+temporary folder; the executed copy lives only in memory, so nothing is written back to the
+repository. A notebook fails the test on the first cell that raises (the notebooks assert the
+claims their prose makes). Needs the ``test`` extra (``nbclient``, ``nbformat``, ``ipykernel``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbclient
+import nbformat
+import pytest
+from nbclient.exceptions import CellExecutionError
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+#: Seconds one cell may run; the notebooks take well under a minute each on a 2-core CPU.
+CELL_TIMEOUT = 600
+
+
+def test_notebooks_exist():
+    names = {path.name for path in NOTEBOOKS}
+    expected = {
+        "quickstart.ipynb",
+        "theory_tour.ipynb",
+        "sushi_study.ipynb",
+        "accelerator_scaling.ipynb",
+    }
+    assert expected <= names, f"missing notebooks: {sorted(expected - names)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_notebook_is_stripped(path):
+    """Stored without outputs or execution counts (git holds sources only)."""
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name}: cell {index} has stored outputs"
+            assert cell.execution_count is None, f"{path.name}: cell {index} has a count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_notebook_runs(path, tmp_path, monkeypatch):
+    # The kernel inherits this environment; the notebooks choose their own precision. Its working
+    # directory is tmp_path, so a stray relative write cannot land in the repository.
+    monkeypatch.delenv("JAX_ENABLE_X64", raising=False)
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+        allow_errors=False,
+    )
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        pytest.fail(f"{path.name} failed:\n{error}", pytrace=False)
+    elapsed = time.perf_counter() - start
+    print(f"{path.name}: {elapsed:.1f} s", file=sys.stderr)
+    assert os.listdir(tmp_path) == [], f"{path.name} left files in its working directory"
