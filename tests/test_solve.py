@@ -179,14 +179,18 @@ def test_solve_on_a_dense_game_matches_the_population():
     )
 
 
-def test_optimism_wrapper_on_hedge_is_optimistic_hedge():
-    payoff = lambda p: ua.response_payoffs(SMALL, p, 2)
-    wrapped, direct = ua.dynamics.optimistic(ua.hedge(0.4)), ua.optimistic_hedge(0.4)
-    a, b = wrapped.init(jnp.full(4, 0.25)), direct.init(jnp.full(4, 0.25))
+def test_optimistic_hedge_plays_the_predicted_hedge_step():
+    payoff = lambda p: np.asarray(ua.response_payoffs(SMALL, jnp.asarray(p), 2))
+    eta, cumulative, last = 0.4, np.zeros(4), np.zeros(4)
+    dyn = ua.optimistic_hedge(eta)
+    state = dyn.init(jnp.full(4, 0.25))
     for t in range(1, 6):
-        a, played_a, _ = wrapped.step(a, payoff, t)
-        b, played_b, _ = direct.step(b, payoff, t)
-        np.testing.assert_allclose(played_a, played_b, atol=1e-12)
+        state, played, g = dyn.step(state, lambda p: ua.response_payoffs(SMALL, p, 2), t)
+        logits = eta * (cumulative + last)  # L_{t-1} + η g_{t-1}, L_0 = log(uniform) + const
+        expected = np.exp(logits - logits.max())
+        np.testing.assert_allclose(played, expected / expected.sum(), atol=1e-12)
+        last = payoff(expected / expected.sum())
+        cumulative += last
 
 
 def test_averaged_wrapper_keeps_the_running_mean_of_played_policies():

@@ -112,29 +112,12 @@ def hedge(eta: Schedule) -> Dynamics:
     return Dynamics(init, step)
 
 
-class OptimisticHedgeState(NamedTuple):
-    policy: Any
-    log_weights: Any
-    last_payoffs: Any
-
-
 def optimistic_hedge(eta: Schedule) -> Dynamics:
-    """Optimistic Hedge: play ``π_t ∝ exp(L_{t-1} + η g_{t-1})`` with ``L_t = L_{t-1} + η g_t``."""
+    """Optimistic Hedge: play ``π_t ∝ exp(L_{t-1} + η g_{t-1})`` with ``L_t = L_{t-1} + η g_t``.
 
-    def init(policy):
-        log_weights = jnp.log(jnp.maximum(policy, jnp.finfo(policy.dtype).tiny))
-        return OptimisticHedgeState(policy, log_weights, jnp.zeros_like(policy))
-
-    def step(state, payoff_fn, t):
-        rate = _rate(eta, t, state.policy.dtype)
-        played = jax.nn.softmax(state.log_weights + rate * state.last_payoffs)
-        g = payoff_fn(played)
-        log_weights = state.log_weights + rate * g
-        log_weights = log_weights - jnp.max(log_weights)
-        new_policy = jax.nn.softmax(log_weights + rate * g)
-        return OptimisticHedgeState(new_policy, log_weights, g), played, g
-
-    return Dynamics(init, step)
+    This is :func:`optimistic` applied to :func:`hedge`.
+    """
+    return optimistic(hedge(eta))
 
 
 # --------------------------------------------------------------------------- extragradient
