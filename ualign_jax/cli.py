@@ -384,7 +384,8 @@ def run_bench(args) -> dict:
         command = [sys.executable, str(script)] + ([] if args.full else ["--quick"])
         if not args.quiet:
             print("+ " + " ".join(command), file=sys.stderr)
-        code = subprocess.call(command)
+        # With --json, stdout carries only this command's report; the scripts print to stderr.
+        code = subprocess.call(command, stdout=sys.stderr if args.json else None)
         ran.append({"script": script.name, "exit_code": code})
     return {"benchmarks": ran, "results": str(folder / "results")}
 
