@@ -58,6 +58,8 @@ def test_solve_then_evaluate_round_trip(tmp_path, capsys):
     assert code == 0
     for name in ("policy.json", "mixture.npz", "trace.npz", "report.json", "policy.png"):
         assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "optimistic_gradient" and report["outcome"] == "successful"
     policy = json.loads((out / "policy.json").read_text())
     assert policy["names"][0] == "Shrek (Full-screen)"
     np.testing.assert_allclose(sum(policy["policy"]), 1.0, atol=1e-6)

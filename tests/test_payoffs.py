@@ -79,7 +79,7 @@ def test_monte_carlo_is_unbiased_within_its_standard_error(kind):
     exact = bf.payoffs(rules, weights, policy, 3)
     mean, stderr = ua.monte_carlo_payoffs(pop, jnp.asarray(policy), 3, jax.random.PRNGKey(0), 8192)
     z = np.abs(np.asarray(mean) - exact) / np.maximum(np.asarray(stderr), 1e-12)
-    assert np.all(stderr > 0) or np.all(np.abs(mean - exact) < 1e-12)
+    assert np.all(np.asarray(stderr) > 0)
     assert z.max() < 4.5, z
     assert np.asarray(stderr).max() < 0.01
 

@@ -142,6 +142,17 @@ def test_pairwise_matrix_is_constant_sum():
     np.testing.assert_allclose(pairwise + pairwise.T, 1.0, atol=1e-12)
 
 
+def test_baselines_take_prompt_axes():
+    rng = np.random.default_rng(4)
+    utilities = jnp.asarray(rng.integers(0, 4, (2, 6, 4)).astype(np.float64))
+    batched = ua.RankingPopulation(utilities)
+    singles = [ua.RankingPopulation(utilities[i]) for i in range(2)]
+    for fn in (ua.pairwise_matrix, ua.nlhf, ua.rlhf):
+        got = fn(batched)
+        for i, single in enumerate(singles):
+            np.testing.assert_allclose(got[i], fn(single), atol=1e-9, err_msg=fn.__name__)
+
+
 def test_bradley_terry_recovers_scores_and_rlhf_limits():
     r_true = np.array([1.0, 0.0, -0.5])
     pairwise = 1 / (1 + np.exp(-(r_true[:, None] - r_true[None, :])))
@@ -165,8 +176,16 @@ def test_nash_md_interpolates_between_reference_and_nlhf():
 
 def test_solution_is_a_pytree_that_jit_and_vmap_accept():
     sol = ua.solve(SMALL, 2, steps=20)
-    doubled = jax.jit(lambda s: jax.tree.map(lambda a: a, s))(sol)
-    np.testing.assert_allclose(doubled.policy, sol.policy)
+    # jit: a function of the whole Solution (policy and mixture) traces and agrees with eager.
+    gaps = jax.jit(
+        lambda s: (ua.exploitability(SMALL, s.policy, 2), ua.exploitability(SMALL, s.mixture, 2))
+    )(sol)
+    np.testing.assert_allclose(gaps[0], sol.trace.exploitability[-1], atol=1e-12)
+    np.testing.assert_allclose(gaps[1], sol.trace.mixture_exploitability[-1], atol=1e-9)
+    # vmap: a batch of solutions (stacked leaves) maps like one.
+    both = jax.tree.map(lambda a, b: jnp.stack([a, b]), sol, ua.solve(SMALL, 3, steps=20))
+    per_k = jax.vmap(lambda s: jnp.sum(s.policy))(both)
+    np.testing.assert_allclose(per_k, [1.0, 1.0], atol=1e-12)
 
 
 def test_solve_on_a_dense_game_matches_the_population():

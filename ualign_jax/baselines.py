@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._validation import check_simplex
-from .payoffs import check_population, response_payoffs
+from .payoffs import check_population, win_tensor
 from .policies import uniform_policy
 from .solve import solve
 
@@ -39,26 +40,14 @@ CERTIFIED_GAP = 1e-9
 def pairwise_matrix(pop):
     """``P[..., y, y'] = WR(δ_y, δ_y')``: the probability a user prefers ``y`` to ``y'`` (ties 1/2).
 
+    This is the two-player win tensor, so prompt axes carry through.
+
     Example:
         >>> from ualign_jax import RankingPopulation
         >>> pairwise_matrix(RankingPopulation(jnp.array([[1.0, 0.0]]))).tolist()
         [[0.5, 1.0], [0.0, 0.5]]
     """
-    check_population(pop)
-    n = pop.num_responses
-    dtype = pop.dtype
-    points = jnp.eye(n, dtype=dtype)
-    if pop.batch_shape:
-        points = jnp.broadcast_to(points, (*pop.batch_shape, n, n))
-        return jnp.swapaxes(_payoffs_against_points(pop, points), -1, -2)
-    return response_payoffs(pop, points, 1).T  # row y' (opponent) -> column
-
-
-def _payoffs_against_points(pop, points):
-    import jax  # noqa: PLC0415
-
-    # Batched population: vmap the opponent point masses inside each prompt.
-    return jax.vmap(lambda p: response_payoffs(pop, p, 1), in_axes=-2, out_axes=-2)(points)
+    return win_tensor(pop, 2)
 
 
 class MaximalLottery(NamedTuple):
@@ -126,8 +115,6 @@ def nlhf(pop, steps: int = 2000):
 
 
 def _unbatch(pop):
-    import jax  # noqa: PLC0415
-
     size = int(np.prod(pop.batch_shape))
     leaves, treedef = jax.tree.flatten(pop)
     flat = [leaf.reshape(size, *leaf.shape[len(pop.batch_shape) :]) for leaf in leaves]

@@ -206,6 +206,12 @@ def _solver_options(method, steps, tol) -> dict:
     return options
 
 
+def default_method() -> str:
+    from .solve import DEFAULT_METHOD  # noqa: PLC0415
+
+    return DEFAULT_METHOD
+
+
 def run_demo(args) -> dict:
     import jax.numpy as jnp  # noqa: PLC0415
 
@@ -304,11 +310,12 @@ def run_solve(args) -> dict:
         "k": args.k,
         "num_users": pop.num_users,
         "num_responses": pop.num_responses,
-        "method": args.method,
+        "method": args.method or default_method(),
         "robust_win_rate": 1.0 - float(np.max(ua.response_payoffs(pop, sol.policy, args.k))),
         "guarantee": args.k / (args.k + 1),
         "exploitability": float(ua.exploitability(pop, sol.policy, args.k)),
-        "outcome": str(sol.outcome) if hasattr(sol, "outcome") else None,
+        "outcome": sol.outcome_name,
+        "steps": int(sol.num_steps),
         "policy": _named(pop, policy),
         **provenance(),
     }

@@ -91,7 +91,7 @@ class Solution(eqx.Module):
 
     @property
     def outcome_name(self):
-        """The outcome as a name (or a nested list of names for a batch)."""
+        """The outcome as a name (a flat list of names, row-major, for a batch of prompts)."""
         codes = jnp.asarray(self.outcome)
         if codes.ndim == 0:
             return OUTCOMES[int(codes)]
