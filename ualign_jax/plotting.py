@@ -61,20 +61,25 @@ def plot_robust_win_rates(
 
 
 def plot_regret(regret: Sequence[float], num_responses: int, path, title: str = "") -> Path:
-    """Cumulative external regret ``Reg_T`` vs ``T`` (log–log) against ``sqrt(T ln n / 2)``."""
+    """Cumulative external regret ``Reg_t`` vs ``t`` (log–log) against the √t reference lines.
+
+    Dashed: ``sqrt(t ln n / 2)``. Dotted: its value at the horizon ``T``, the bound that Hedge
+    with the fixed rate ``η = sqrt(8 ln n / T)`` keeps at every ``t <= T`` (THEORY T5).
+    """
     plt = _pyplot()
     regret = np.asarray(regret, dtype=float)
     steps = np.arange(1, regret.size + 1)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     bound = np.sqrt(steps * math.log(num_responses) / 2)
-    ax.loglog(steps, bound, color="black", ls="--", label="sqrt(T ln n / 2) (Hedge bound)")
+    ax.loglog(steps, bound, color="black", ls="--", label="sqrt(t ln n / 2)")
+    ax.axhline(bound[-1], color="black", ls=":", label="Hedge bound for horizon T (fixed eta)")
     positive = regret > 0
     ax.loglog(steps[positive], regret[positive], lw=1.5, label="measured regret")
-    ax.set_xlabel("T (steps)")
-    ax.set_ylabel("external regret Reg_T")
+    ax.set_xlabel("t (steps)")
+    ax.set_ylabel("external regret Reg_t")
     ax.set_title(title or "Self-play regret")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     return _save(fig, plt, path)
 
 
