@@ -90,12 +90,12 @@ def test_batched_prompts_equal_separate_solves_and_do_not_recompile():
     for i in range(3):
         single = ua.solve(ua.RankingPopulation(utilities[i]), 2, steps=50)
         np.testing.assert_allclose(batched.policy[i], single.policy, atol=1e-12)
-    from ualign_jax.payoffs import _jitted_map
+    from ualign_jax.payoffs import jit_over_prompts
 
-    before = _jitted_map._cached._cache_size()
+    before = jit_over_prompts._cached._cache_size()
     other = jnp.asarray(rng.integers(0, 4, (3, 5, 4)).astype(np.float64))
     ua.solve(ua.RankingPopulation(other), 2, steps=50)
-    assert _jitted_map._cached._cache_size() == before
+    assert jit_over_prompts._cached._cache_size() == before
 
 
 def test_float32_solve():

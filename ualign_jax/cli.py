@@ -105,12 +105,14 @@ def _jsonable(value):
         return str(value)
 
 
-def load_data(path: str):
+def load_data(path: str, x64: bool = False):
     """A population from ``path`` (PrefLib or .npz); problems become one-line UsageErrors."""
-    import ualign_jax as ua  # noqa: PLC0415  (keep `ualign --help` fast)
+    import jax.numpy as jnp  # noqa: PLC0415  (keep `ualign --help` fast)
+
+    import ualign_jax as ua  # noqa: PLC0415
 
     try:
-        return ua.load_population(path)
+        return ua.load_population(path, dtype=jnp.float64 if x64 else None)
     except FileNotFoundError as err:
         raise UsageError(f"{path}: no such file") from err
     except ValueError as err:
@@ -183,13 +185,16 @@ def robust_by_k(pop, policy, ks: list[int]) -> list[float]:
     return [float(r) for r in rates]
 
 
-def solve_for_each_k(pop, ks, method, steps, tol, progress):
+def solve_for_each_k(pop, ks, method, steps, tol, progress, **checkpointing):
     """Solve the (k+1)-player game for each k; returns policies and diagnostics per k."""
     import ualign_jax as ua  # noqa: PLC0415
 
     results = []
     for k in ks:
-        sol = ua.solve(pop, k, **_solver_options(method, steps, tol))
+        try:
+            sol = ua.solve(pop, k, **_solver_options(method, steps, tol), **checkpointing)
+        except ValueError as err:  # e.g. a checkpoint from another run
+            raise UsageError(str(err)) from err
         results.append(sol)
         progress.step(f"k={k}")
     return results
@@ -299,11 +304,18 @@ def print_demo(report) -> None:
 def run_solve(args) -> dict:
     import ualign_jax as ua  # noqa: PLC0415
 
-    pop = load_data(args.data)
+    pop = load_data(args.data, args.x64)
     if pop.batch_shape:
         raise UsageError(f"{args.data}: one prompt expected")
     progress = Progress(1, "solving", not (args.quiet or args.json))
-    (sol,) = solve_for_each_k(pop, [args.k], args.method, args.steps, args.tol, progress)
+    checkpointing = {}
+    if args.checkpoint is not None:
+        checkpointing = {"checkpoint": args.checkpoint, "checkpoint_every": args.checkpoint_every}
+    elif args.checkpoint_every is not None:
+        raise UsageError("--checkpoint-every needs --checkpoint FILE")
+    (sol,) = solve_for_each_k(
+        pop, [args.k], args.method, args.steps, args.tol, progress, **checkpointing
+    )
     policy = np.asarray(sol.policy)
     report = {
         "data": str(args.data),
@@ -316,6 +328,7 @@ def run_solve(args) -> dict:
         "exploitability": float(ua.exploitability(pop, sol.policy, args.k)),
         "outcome": sol.outcome_name,
         "steps": int(sol.num_steps),
+        "checkpoint": args.checkpoint,
         "policy": _named(pop, policy),
         **provenance(),
     }
@@ -427,6 +440,15 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("data", help="PrefLib file (.soc .soi .toc .toi) or .npz")
     solve.add_argument("--k", type=int, required=True, help="responses sampled per prompt")
     solve.add_argument("--out", required=True, help="output folder")
+    solve.add_argument(
+        "--checkpoint",
+        default=None,
+        help="save the run's state to this .npz as it goes; if it exists, resume from it",
+    )
+    solve.add_argument(
+        "--checkpoint-every", type=int, default=None, help="steps between checkpoints (1000)"
+    )
+    solve.add_argument("--x64", action="store_true", help="compute in float64")
     solver(solve)
     common(solve)
 
@@ -447,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate(args) -> None:
-    for option in ("k", "k_max", "steps"):
+    for option in ("k", "k_max", "steps", "checkpoint_every"):
         value = getattr(args, option, None)
         if isinstance(value, int) and value < 1:
             raise UsageError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
@@ -467,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         _validate(args)
+        if getattr(args, "x64", False):
+            import jax  # noqa: PLC0415
+
+            jax.config.update("jax_enable_x64", True)
         runner = {
             "demo": run_demo,
             "solve": run_solve,

@@ -64,11 +64,11 @@ def map_prompts(fn, pop, *mixtures, **options):
                 "batch axes must match or be absent"
             )
     in_axes = tuple(0 if s else None for s in shapes)
-    return _jitted_map(fn, in_axes, len(batch), pop, mixtures, options)
+    return jit_over_prompts(fn, in_axes, len(batch), pop, mixtures, options)
 
 
 @eqx.filter_jit
-def _jitted_map(fn, in_axes, depth, pop, mixtures, options):
+def jit_over_prompts(fn, in_axes, depth, pop, mixtures, options):
     f = lambda p, *mx: fn(p, *mx, **options)
     for _ in range(depth):
         f = jax.vmap(f, in_axes=in_axes)

@@ -8,14 +8,17 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 from ._validation import static_count
+from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .dynamics import (
     anytime_hedge_rate,
     extragradient,
@@ -27,7 +30,7 @@ from .dynamics import (
     optimistic_hedge,
     regret_matching_plus,
 )
-from .payoffs import check_population, map_prompts, single_policy_payoffs
+from .payoffs import check_population, jit_over_prompts, single_policy_payoffs
 from .policies import ProductMixture, unchecked_mixture
 
 __all__ = ["solve", "Solution", "Trace", "METHODS", "OUTCOMES", "DEFAULT_METHOD"]
@@ -54,6 +57,8 @@ DEFAULT_METHOD = "optimistic_gradient"
 OUTCOMES = ("successful", "max_steps_reached", "nonfinite")
 #: Iterates kept in ``Solution.mixture`` at most; longer runs keep every ``ceil(T / this)``-th.
 DEFAULT_MIXTURE_SIZE = 4096
+#: Steps between checkpoints when ``solve`` is given a checkpoint path.
+DEFAULT_CHECKPOINT_EVERY = 1000
 
 
 class Trace(NamedTuple):
@@ -119,79 +124,143 @@ def make_dynamics(method: str, num_responses: int, steps: int, eta: float | None
     return logit_gradient(optax.sgd(eta if eta is not None else 10.0))
 
 
-def _solve_one(pop, *, k, method, steps, tol, eta, tau, stride):
-    n = pop.num_responses
-    dtype = pop.dtype
-    dynamics = make_dynamics(method, n, steps, eta)
-    if tau:
-        dynamics = kl_regularised(dynamics, tau)
-    target = 1.0 / (k + 1)
-    log_n = math.log(max(n, 2))
-    slots = -(-steps // stride)
+class RunConfig(NamedTuple):
+    """The static configuration of one run (hashable: it keys the compiled program)."""
+
+    k: int
+    method: str
+    steps: int
+    tol: float | None
+    eta: float | None
+    tau: float
+    stride: int
+
+
+class RunState(NamedTuple):
+    """Everything a run carries from one step to the next (one prompt); checkpoints save it.
+
+    ``trace`` holds ``[steps]`` buffers filled up to ``step``; ``kept`` every ``stride``-th
+    played iterate; ``done`` whether the played iterate reached ``tol``.
+    """
+
+    step: Int[Array, ""]
+    dynamics: Any
+    total_payoff: Float[Array, " n"]
+    total_value: Float[Array, ""]
+    kept: Float[Array, "slots n"]
+    trace: Trace
+    last: Float[Array, " n"]
+    done: Bool[Array, ""]
+
+
+def _dynamics_for(pop, config: RunConfig):
+    dynamics = make_dynamics(config.method, pop.num_responses, config.steps, config.eta)
+    return kl_regularised(dynamics, config.tau) if config.tau else dynamics
+
+
+def _init_one(pop, *, config: RunConfig) -> RunState:
+    n, dtype = pop.num_responses, pop.dtype
+    uniform = jnp.full((n,), 1.0 / n, dtype)
+    slots = -(-config.steps // config.stride)
+    buffers = Trace(*(jnp.zeros(config.steps, dtype) for _ in Trace._fields))
+    return RunState(
+        step=jnp.asarray(0, jnp.int32),
+        dynamics=_dynamics_for(pop, config).init(uniform),
+        total_payoff=jnp.zeros(n, dtype),
+        total_value=jnp.zeros((), dtype),
+        kept=jnp.zeros((slots, n), dtype),
+        trace=buffers,
+        last=uniform,
+        done=jnp.asarray(False),
+    )
+
+
+def _advance_one(pop, state: RunState, *, config: RunConfig, length: int) -> RunState:
+    """``length`` more steps (one ``lax.scan``); with ``tol``, fewer once it is reached."""
+    dynamics = _dynamics_for(pop, config)
+    target = 1.0 / (config.k + 1)
+    log_n = math.log(max(pop.num_responses, 2))
 
     def payoff_fn(policy):
-        return single_policy_payoffs(pop, policy, k)
+        return single_policy_payoffs(pop, policy, config.k)
 
-    def advance(carry, t):
-        state, total_payoff, total_value, kept = carry
-        state, played, g = dynamics.step(state, payoff_fn, t)
-        total_payoff = total_payoff + g
-        total_value = total_value + played @ g
+    def advance(state: RunState, t):
+        inner, played, g = dynamics.step(state.dynamics, payoff_fn, t)
+        total_payoff = state.total_payoff + g
+        total_value = state.total_value + played @ g
         best = jnp.max(total_payoff)
-        kept = jax.lax.cond(
-            (t - 1) % stride == 0,
-            lambda kept: kept.at[(t - 1) // stride].set(played),
-            lambda kept: kept,
-            kept,
+        slot = (t - 1) // config.stride
+        keep = jnp.where((t - 1) % config.stride == 0, played, state.kept[slot])
+        t_float = t.astype(played.dtype)
+        record = Trace(
+            regret=best - total_value,
+            bound=jnp.sqrt(t_float * log_n / 2),
+            exploitability=jnp.max(g) - target,
+            mixture_exploitability=best / t_float - target,
         )
-        t_float = t.astype(dtype)
-        record = (
-            best - total_value,
-            jnp.sqrt(t_float * log_n / 2),
-            jnp.max(g) - target,
-            best / t_float - target,
-            played,
+        done = False if config.tol is None else record.exploitability <= config.tol
+        state = state._replace(
+            step=t,
+            dynamics=inner,
+            total_payoff=total_payoff,
+            total_value=total_value,
+            kept=state.kept.at[slot].set(keep),
+            last=played,
+            done=jnp.asarray(done),
         )
-        return (state, total_payoff, total_value, kept), record
+        return state, record
 
-    uniform = jnp.full((n,), 1.0 / n, dtype)
-    carry0 = (
-        dynamics.init(uniform),
-        jnp.zeros(n, dtype),
-        jnp.zeros((), dtype),
-        jnp.zeros((slots, n), dtype),
+    start = state.step
+    if config.tol is None:
+        times = start + jnp.arange(1, length + 1, dtype=start.dtype)
+        state, records = jax.lax.scan(advance, state, times)
+        trace = jax.tree.map(
+            lambda buffer, new: jax.lax.dynamic_update_slice_in_dim(buffer, new, start, 0),
+            state.trace,
+            records,
+        )
+        return state._replace(trace=trace)
+
+    def cond(state: RunState):
+        return (state.step < start + length) & ~state.done
+
+    def body(state: RunState):
+        index = state.step
+        state, record = advance(state, index + 1)
+        trace = jax.tree.map(lambda b, v: b.at[index].set(v), state.trace, record)
+        return state._replace(trace=trace)
+
+    return jax.lax.while_loop(cond, body, state)
+
+
+def _finish_one(pop, state: RunState, *, config: RunConfig):
+    """The run's outputs: last iterate, kept iterates and weights, trace, steps, outcome."""
+    num_steps = state.step
+    index = jnp.arange(config.steps, dtype=num_steps.dtype)
+    trace = Trace(*(jnp.where(index < num_steps, b, b[num_steps - 1]) for b in state.trace))
+    slots = state.kept.shape[0]
+    used = jnp.minimum(-(-num_steps // config.stride), slots)
+    weights = jnp.where(jnp.arange(slots, dtype=used.dtype) < used, 1.0, 0.0).astype(
+        state.kept.dtype
     )
-    if tol is None:
-        carry, records = jax.lax.scan(advance, carry0, jnp.arange(1, steps + 1))
-        *trace, played = records
-        num_steps = jnp.asarray(steps)
-        last = played[-1]
-        reached = jnp.asarray(True)
-    else:
-        buffers = tuple(jnp.zeros(steps, dtype) for _ in range(4))
-
-        def cond(loop):
-            t, _, _, eps, _ = loop
-            return (t < steps) & ~(eps <= tol)
-
-        def body(loop):
-            t, carry, buffers, _, _ = loop
-            carry, record = advance(carry, t + 1)
-            *values, played = record
-            buffers = tuple(b.at[t].set(v) for b, v in zip(buffers, values, strict=True))
-            return t + 1, carry, buffers, values[2], played
-
-        loop0 = (jnp.asarray(0), carry0, buffers, jnp.asarray(jnp.inf, dtype), uniform)
-        num_steps, carry, buffers, eps, last = jax.lax.while_loop(cond, body, loop0)
-        index = jnp.arange(steps)
-        trace = [jnp.where(index < num_steps, b, b[num_steps - 1]) for b in buffers]
-        reached = eps <= tol
-    kept = carry[3]
-    used = jnp.minimum(-(-num_steps // stride), slots)
-    weights = jnp.where(jnp.arange(slots) < used, 1.0, 0.0).astype(dtype)
-    finite = jnp.all(jnp.isfinite(last)) & jnp.all(jnp.isfinite(trace[0]))
+    reached = jnp.asarray(True) if config.tol is None else state.done
+    finite = jnp.all(jnp.isfinite(state.last)) & jnp.all(jnp.isfinite(trace.regret))
     outcome = jnp.where(finite, jnp.where(reached, 0, 1), 2)
-    return last, kept, weights / jnp.sum(weights), Trace(*trace), num_steps, outcome
+    return state.last, state.kept, weights / jnp.sum(weights), trace, num_steps, outcome
+
+
+def _map_run(fn, pop, *states, **options):
+    """``fn(pop, *states, **options)`` over the population's prompt axes, jitted."""
+    depth = len(pop.batch_shape)
+    in_axes = (0,) * (1 + len(states))
+    return jit_over_prompts(fn, in_axes, depth, pop, states, options)
+
+
+def _segments(first: int, steps: int, every: int | None) -> list[int]:
+    """Where the run stops to save a checkpoint: ``every`` steps apart, then ``steps``."""
+    if every is None:
+        return [steps]
+    return [*range(first - first % every + every, steps, every), steps]
 
 
 def solve(
@@ -204,6 +273,8 @@ def solve(
     eta: float | None = None,
     tau: float = 0.0,
     mixture_size: int = DEFAULT_MIXTURE_SIZE,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
 ) -> Solution:
     """Self-play on the (k+1)-player alignment game from the uniform policy.
 
@@ -216,6 +287,11 @@ def solve(
         eta: step size (default: the method's own).
         tau: KL regularisation towards the uniform policy (0 = the game itself).
         mixture_size: iterates kept in ``Solution.mixture`` at most (bounded memory).
+        checkpoint: a ``.npz`` path: the run's state is saved there atomically every
+            ``checkpoint_every`` steps (default 1000); if the file exists, the run resumes from it
+            (it must come from the same call on the same data) and ends where an uninterrupted
+            run ends.
+        checkpoint_every: steps between checkpoints (each segment is one jitted loop).
 
     Returns:
         A :class:`Solution`; ``robust_win_rate(pop, sol.policy, k) >= k/(k+1) − ε`` with
@@ -240,16 +316,36 @@ def solve(
         raise ValueError(f"eta must be a positive number, got {eta!r}")
     if not (isinstance(tau, int | float) and tau >= 0 and math.isfinite(tau)):
         raise ValueError(f"tau must be a nonnegative number, got {tau!r}")
-    stride = -(-steps // mixture_size)
-    last, kept, weights, trace, num_steps, outcome = map_prompts(
-        _solve_one,
-        pop,
+    if checkpoint_every is not None:
+        checkpoint_every = static_count(checkpoint_every, "checkpoint_every")
+        if checkpoint is None:
+            raise ValueError("checkpoint_every needs checkpoint (a file path) as well")
+    config = RunConfig(
         k=k,
         method=method,
         steps=steps,
         tol=None if tol is None else float(tol),
         eta=None if eta is None else float(eta),
         tau=float(tau),
-        stride=stride,
+        stride=-(-steps // mixture_size),
     )
-    return Solution(last, unchecked_mixture(kept, weights), trace, num_steps, outcome)
+    state = _map_run(_init_one, pop, config=config)
+    if checkpoint is not None:
+        every = checkpoint_every or DEFAULT_CHECKPOINT_EVERY
+        metadata = {"config": config._asdict(), "population": fingerprint(pop), "format": 1}
+        if Path(checkpoint).exists():
+            state = load_checkpoint(checkpoint, state, metadata)
+    else:
+        every = None
+    start = int(jnp.max(state.step))
+    for until in _segments(start, steps, every):
+        if start >= until or (config.tol is not None and bool(jnp.all(state.done))):
+            break
+        state = _map_run(_advance_one, pop, state, config=config, length=until - start)
+        start = until
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, state, metadata)
+    last, kept, weights, trace, steps_taken, outcome = _map_run(
+        _finish_one, pop, state, config=config
+    )
+    return Solution(last, unchecked_mixture(kept, weights), trace, steps_taken, outcome)
