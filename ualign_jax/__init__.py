@@ -69,6 +69,7 @@ from .populations import (
     RankingPopulation,
     SampledPopulation,
 )
+from .sharding import prompt_mesh, shard_prompts
 from .solve import METHODS, OUTCOMES, Solution, Trace, solve
 
 __version__ = "0.1.0"
@@ -97,6 +98,8 @@ __all__ = [
     "regret_matching_plus",
     "rlhf",
     "solve",
+    "prompt_mesh",
+    "shard_prompts",
     "testing",
     "DATASETS",
     "PreflibData",

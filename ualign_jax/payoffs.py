@@ -111,6 +111,39 @@ def user_average(weights: Float[Array, " m"], values: Float[Array, "m ..."]):
     return jnp.sum(jnp.einsum("bk,bk...->b...", w, v), axis=0)
 
 
+#: Entries (users x responses) per chunk when a population leaves ``user_chunk`` unset.
+CHUNK_ENTRIES = 2**22
+
+
+def user_chunk_size(pop) -> int:
+    """Users per chunk: the population's ``user_chunk``, else about ``CHUNK_ENTRIES / n``."""
+    if pop.user_chunk is not None:
+        return pop.user_chunk
+    return max(USER_BLOCK, CHUNK_ENTRIES // pop.num_responses)
+
+
+def chunked_user_sum(pop, per_chunk):
+    """``Σ_chunks per_chunk(users of the chunk)`` with one chunk live at a time (unbatched pop).
+
+    ``per_chunk(sub_pop) -> [n]`` sums over the users it is given (with their weights). Chunks
+    are ``user_chunk_size(pop)`` users; the last one is shifted back to end at user ``m`` and the
+    users it shares with the previous chunk get weight 0, so no padded copy is made.
+    """
+    m, chunk = pop.num_users, user_chunk_size(pop)
+    if m <= chunk:
+        return per_chunk(pop)
+
+    def add_chunk(i, total):
+        start = jnp.minimum(i * chunk, m - chunk)
+        sub = pop.user_slice(start, chunk)
+        fresh = start + jnp.arange(chunk) >= i * chunk
+        sub = eqx.tree_at(lambda p: p.weights, sub, jnp.where(fresh, sub.weights, 0.0))
+        return total + per_chunk(sub)
+
+    zeros = jnp.zeros(pop.num_responses, pop.weights.dtype)
+    return jax.lax.fori_loop(0, -(-m // chunk), add_chunk, zeros)
+
+
 def mixture_average(fn, mixture: ProductMixture):
     """``Σ_t α_t fn(π_t)``: a quantity linear in the law of the k-tuple, over a mixture."""
     if mixture.num_components == 1:  # a plain policy: skip the vmap (it costs layout changes)
@@ -217,8 +250,11 @@ def to_response_order(pop: RankingPopulation, sorted_values: Float[Array, "n m"]
 
 
 def _ranking_payoffs(pop: RankingPopulation, policy, k):
-    u_sorted = ranking_masses(pop, policy, k)
-    return user_average(pop.weights.astype(u_sorted.dtype), to_response_order(pop, u_sorted))
+    def per_chunk(sub: RankingPopulation):
+        u_sorted = ranking_masses(sub, policy, k)
+        return user_average(sub.weights.astype(u_sorted.dtype), to_response_order(sub, u_sorted))
+
+    return chunked_user_sum(pop, per_chunk)
 
 
 # --------------------------------------------------------------------------- Plackett–Luce users
@@ -288,8 +324,11 @@ def _pl_payoffs(pop: PlackettLucePopulation, policy, k):
         grid = log_time_grid(w, k)
         return pl_position_integrals(w, grid, k * pl_log_mgf(w, policy, grid))
 
-    per_user = jax.lax.map(one_user, pop.log_weights, batch_size=_user_batch(pop))
-    return user_average(pop.weights.astype(dtype), per_user)
+    def per_chunk(sub: PlackettLucePopulation):
+        per_user = jax.lax.map(one_user, sub.log_weights, batch_size=_user_batch(sub))
+        return user_average(sub.weights.astype(dtype), per_user)
+
+    return chunked_user_sum(pop, per_chunk)
 
 
 def _user_batch(pop) -> int:

@@ -9,6 +9,7 @@ each position. Payoffs and metrics are computed elsewhere (``payoffs``, ``metric
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,29 @@ def _check_names(names, num_responses):
     if len(names) != num_responses:
         raise ValueError(f"names must have {num_responses} entries, got {len(names)}")
     return names
+
+
+def _check_user_chunk(user_chunk):
+    if user_chunk is None:
+        return None
+    return static_count(user_chunk, "user_chunk")
+
+
+def _with_static(module, **changes):
+    """A copy of ``module`` with static fields changed (its arrays shared, no re-validation)."""
+    copy = object.__new__(type(module))
+    for field in dataclasses.fields(module):
+        object.__setattr__(copy, field.name, changes.get(field.name, getattr(module, field.name)))
+    return copy
+
+
+def _slice_users(module, leaves, start, size: int):
+    """``module`` with ``size`` users from ``start`` kept; ``leaves`` maps field -> user axis."""
+    sliced = [
+        jax.lax.dynamic_slice_in_dim(getattr(module, name), start, size, axis)
+        for name, axis in leaves.items()
+    ]
+    return eqx.tree_at(lambda p: [getattr(p, name) for name in leaves], module, sliced)
 
 
 def _sorted_ties(utilities):
@@ -105,6 +129,8 @@ class RankingPopulation(eqx.Module):
         utilities: ``[..., m, n]`` finite; higher is better; equal values tie.
         weights: ``[..., m]`` nonnegative user-type weights (normalised here); default uniform.
         names: optional ``n`` response names.
+        user_chunk: users processed at a time by the payoffs (peak memory ``O(user_chunk · n)``
+            beyond the population itself); default about ``2**22 / n``.
 
     Example:
         >>> pop = RankingPopulation([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]])
@@ -120,14 +146,26 @@ class RankingPopulation(eqx.Module):
     tie_hi: Int[Array, "*batch n m"]
     has_ties: bool = eqx.field(static=True)
     names: tuple[str, ...] | None = eqx.field(static=True)
+    user_chunk: int | None = eqx.field(static=True)
 
-    def __init__(self, utilities, weights=None, names=None):
+    def __init__(self, utilities, weights=None, names=None, user_chunk=None):
         u = as_float_array(utilities, "utilities", min_ndim=2)
         check_finite(u, "utilities")
         self.utilities = u
         self.weights = _normalised_weights(weights, u.shape[:-2], u.shape[-2], u.dtype)
         self.order, self.rank, self.tie_lo, self.tie_hi, self.has_ties = _sorted_ties(u)
         self.names = _check_names(names, u.shape[-1])
+        self.user_chunk = _check_user_chunk(user_chunk)
+
+    def with_user_chunk(self, user_chunk: int | None) -> RankingPopulation:
+        """The same population, its payoffs computed ``user_chunk`` users at a time."""
+        return _with_static(self, user_chunk=_check_user_chunk(user_chunk))
+
+    def user_slice(self, start, size: int) -> RankingPopulation:
+        """Users ``start .. start + size - 1`` of an unbatched population (``start`` may be traced;
+        weights are not renormalised)."""
+        axes = {"utilities": 0, "weights": 0, "order": 1, "rank": 0, "tie_lo": 1, "tie_hi": 1}
+        return _slice_users(self, axes, start, size)
 
     @property
     def dtype(self):
@@ -160,6 +198,7 @@ class PlackettLucePopulation(eqx.Module):
         log_weights: ``[..., m, n]`` finite scores ``s``; only differences within a user matter.
         weights: ``[..., m]`` nonnegative user-type weights (normalised); default uniform.
         names: optional ``n`` response names.
+        user_chunk: users processed at a time by the payoffs (see :class:`RankingPopulation`).
 
     Example:
         >>> pop = PlackettLucePopulation([[0.0, 1.0], [1.0, 0.0]])
@@ -170,13 +209,24 @@ class PlackettLucePopulation(eqx.Module):
     log_weights: Float[Array, "*batch m n"]
     weights: Float[Array, "*batch m"]
     names: tuple[str, ...] | None = eqx.field(static=True)
+    user_chunk: int | None = eqx.field(static=True)
 
-    def __init__(self, log_weights, weights=None, names=None):
+    def __init__(self, log_weights, weights=None, names=None, user_chunk=None):
         s = as_float_array(log_weights, "log_weights", min_ndim=2)
         check_finite(s, "log_weights")
         self.log_weights = s
         self.weights = _normalised_weights(weights, s.shape[:-2], s.shape[-2], s.dtype)
         self.names = _check_names(names, s.shape[-1])
+        self.user_chunk = _check_user_chunk(user_chunk)
+
+    def with_user_chunk(self, user_chunk: int | None) -> PlackettLucePopulation:
+        """The same population, its payoffs computed ``user_chunk`` users at a time."""
+        return _with_static(self, user_chunk=_check_user_chunk(user_chunk))
+
+    def user_slice(self, start, size: int) -> PlackettLucePopulation:
+        """Users ``start .. start + size - 1`` of an unbatched population (``start`` may be traced;
+        weights are not renormalised)."""
+        return _slice_users(self, {"log_weights": 0, "weights": 0}, start, size)
 
     @property
     def dtype(self):

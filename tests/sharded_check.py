@@ -1,0 +1,72 @@
+"""Run under 4 forced host devices by tests/test_scale.py: sharded results vs unsharded ones.
+
+Prints one JSON object: for each public function, the largest absolute difference between the
+run with the prompt axis sharded over a 4-device mesh and the same call on one device, and how
+many devices hold the result.
+"""
+
+import json
+import sys
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import ualign_jax as ua  # noqa: E402
+
+PROMPTS, USERS, N, K = 8, 6, 4, 3
+
+
+def main() -> None:
+    assert jax.device_count() == 4, jax.devices()
+    rng = np.random.default_rng(0)
+    ranking = ua.RankingPopulation(rng.integers(0, 4, (PROMPTS, USERS, N)).astype(np.float64))
+    luce = ua.PlackettLucePopulation(rng.normal(size=(PROMPTS, USERS, N)))
+    policy = jnp.asarray(rng.dirichlet(np.ones(N), PROMPTS))
+    opponent = jnp.asarray(rng.dirichlet(np.ones(N), PROMPTS))
+    mixture = ua.ProductMixture(jnp.asarray(rng.dirichlet(np.ones(N), (PROMPTS, 3))))
+
+    calls = {
+        "response_payoffs": lambda p, x, o, mx: ua.response_payoffs(p, x, K),
+        "response_payoffs_mixture": lambda p, x, o, mx: ua.response_payoffs(p, mx, K),
+        "win_rate": lambda p, x, o, mx: ua.win_rate(p, x, K, o, ell=2),
+        "exploitability": lambda p, x, o, mx: ua.exploitability(p, x, K),
+        "robust_win_rate": lambda p, x, o, mx: ua.robust_win_rate(p, x, K),
+        "robust_win_rate_ell2": lambda p, x, o, mx: ua.robust_win_rate(p, x, K, ell=2),
+        "robust_win_rate_bounds": lambda p, x, o, mx: ua.robust_win_rate_bounds(p, x, K, 2),
+        "win_tensor": lambda p, x, o, mx: ua.win_tensor(p, 3),
+        "count_form": lambda p, x, o, mx: ua.count_form(p, 2).table,
+        "solve": lambda p, x, o, mx: ua.solve(p, K, steps=40),
+        "solve_tol": lambda p, x, o, mx: ua.solve(p, K, steps=200, tol=1e-8),
+        "pairwise_matrix": lambda p, x, o, mx: ua.pairwise_matrix(p),
+        "nlhf": lambda p, x, o, mx: ua.nlhf(p),
+        "rlhf": lambda p, x, o, mx: ua.rlhf(p),
+    }
+    mesh = ua.prompt_mesh()
+    report = {}
+    luce_calls = ("response_payoffs", "exploitability", "robust_win_rate", "solve_tol")
+    for pop_name, pop, names in (
+        ("ranking", ranking, list(calls)),
+        ("plackett_luce", luce, luce_calls),
+    ):
+        args = (pop, policy, opponent, mixture)
+        sharded_args = ua.shard_prompts(args, mesh)
+        assert len(sharded_args[0].weights.sharding.device_set) == 4
+        for name in names:
+            call = calls[name]
+            plain = jax.tree.leaves(call(*args))
+            sharded = jax.tree.leaves(call(*sharded_args))
+            difference = max(
+                float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+                for a, b in zip(plain, sharded, strict=True)
+            )
+            devices = min(len(leaf.sharding.device_set) for leaf in sharded)
+            report[f"{pop_name}/{name}"] = {"difference": difference, "devices": devices}
+    json.dump(report, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Scale: prompts sharded over several devices give the unsharded results; memory is bounded."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ualign_jax as ua
+
+#: Baselines computed on the host in float64 (certified polish, Newton fit): equal, not sharded.
+HOST_SIDE = ("nlhf", "rlhf")
+
+
+def test_sharded_prompts_give_the_unsharded_results_on_four_host_devices():
+    script = Path(__file__).with_name("sharded_check.py")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    env["PYTHONWARNINGS"] = "ignore"
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert len(report) == 14 + 4
+    for name, row in report.items():
+        assert row["difference"] <= 1e-12, (name, row)
+        assert row["devices"] == (1 if name.split("/")[1] in HOST_SIDE else 4), (name, row)
+
+
+def temporary_bytes(pop, k=4):
+    """XLA's own count of the scratch memory ``response_payoffs`` needs (beyond its inputs)."""
+    policy = jnp.full(pop.num_responses, 1.0 / pop.num_responses, pop.dtype)
+    compiled = jax.jit(ua.response_payoffs, static_argnums=2).lower(pop, policy, k).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+
+@pytest.mark.parametrize("kind", ["ranking", "plackett_luce"])
+def test_chunked_users_bound_the_scratch_memory(kind):
+    n, chunk = 16, 256
+    rng = np.random.default_rng(0)
+    make = ua.RankingPopulation if kind == "ranking" else ua.PlackettLucePopulation
+    small, large = (make(rng.random((m, n)).astype(np.float32)) for m in (2048, 16384))
+    chunked = [temporary_bytes(p.with_user_chunk(chunk)) for p in (small, large)]
+    whole = [temporary_bytes(p.with_user_chunk(p.num_users)) for p in (small, large)]
+    # 8x the users: the chunked scratch stays put; unchunked, the ranking scratch grows with m
+    # (Plackett-Luce users are already mapped in blocks; only their [m, n] output grows).
+    assert chunked[1] <= 1.1 * chunked[0], chunked
+    assert whole[1] >= (3 if kind == "ranking" else 1) * whole[0], whole
+    assert chunked[1] < whole[1], (chunked, whole)
+    per_entry = chunked[1] / (chunk * n * 4)  # bytes per (user, response) entry of one chunk
+    nodes = 1 if kind == "ranking" else ua.payoffs.PL_QUADRATURE_NODES + 1
+    assert per_entry <= 16 * nodes, per_entry
+    policy = jnp.asarray(rng.dirichlet(np.ones(n)), jnp.float32)
+    np.testing.assert_allclose(
+        ua.response_payoffs(large.with_user_chunk(chunk), policy, 4),
+        ua.response_payoffs(large.with_user_chunk(large.num_users), policy, 4),
+        atol=2e-7,
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 10, 11])
+def test_every_chunk_size_gives_the_same_payoffs(chunk):
+    rng = np.random.default_rng(chunk)
+    pop = ua.RankingPopulation(rng.integers(0, 3, (10, 4)).astype(np.float64), rng.random(10))
+    policy = jnp.asarray(rng.dirichlet(np.ones(4)))
+    np.testing.assert_allclose(
+        ua.response_payoffs(pop.with_user_chunk(chunk), policy, 3),
+        ua.response_payoffs(pop, policy, 3),
+        atol=1e-15,
+    )
+    with pytest.raises(ValueError, match="user_chunk must be an integer >= 1"):
+        pop.with_user_chunk(0)
