@@ -88,3 +88,17 @@ def test_float32_sum_over_thousands_of_users_stays_accurate():
             )
         )
         assert abs(e32 - e64) < 5e-7, (k, e32, e64)
+
+
+def test_float32_payoffs_stay_accurate_for_ten_thousand_responses():
+    # The mass below each position is a running sum of up to n float32 masses; it is summed with
+    # compensation (plain summation measured 7.9e-7 here, compensated 5e-8).
+    rng = np.random.default_rng(5)
+    m, n, k = 8, 10_000, 8
+    utilities = rng.permuted(np.tile(np.arange(n, dtype=np.float32), (m, 1)), axis=1)
+    policy = rng.dirichlet(np.ones(n)).astype(np.float32)
+    u32 = ua.response_payoffs(ua.RankingPopulation(utilities), jnp.asarray(policy), k)
+    u64 = ua.response_payoffs(
+        ua.RankingPopulation(utilities.astype(np.float64)), jnp.asarray(policy, jnp.float64), k
+    )
+    assert np.max(np.abs(np.asarray(u32, np.float64) - np.asarray(u64))) <= 2e-7

@@ -203,6 +203,17 @@ def share(below, tied, k):
     return tie_share(below + tied, tied, k)
 
 
+def compensated_add(total, compensation, value):
+    """One step of Neumaier's compensated sum: ``total + compensation`` tracks the exact sum.
+
+    Summing n float32 masses in order loses ~sqrt(n)·eps in plain arithmetic (1.5e-5 in the
+    payoffs at n = 10^4, k = 8); the compensation term keeps the running sum to ~eps.
+    """
+    new_total = total + value
+    lost = jnp.where(total >= value, (total - new_total) + value, (value - new_total) + total)
+    return new_total, compensation + lost
+
+
 def ranking_masses(pop: RankingPopulation, policy: Float[Array, " n"], k=None):
     """π-mass below each response's tie group and of the group itself, sorted layout ``[n, m]``.
 
@@ -210,29 +221,32 @@ def ranking_masses(pop: RankingPopulation, policy: Float[Array, " n"], k=None):
     ascending position ``j`` of user ``i``; ``tied[j, i]`` the mass of its tie group. With ``k``
     given, returns ``share(below, tied, k)`` instead, fused into the same scans.
 
-    Without ties this is one scan (the carry is the mass below). With ties, a forward scan
-    carries the mass below the current group and a reverse scan carries the mass up to the top
-    of the current group; both step over positions with all ``m`` users at once.
+    Without ties this is one scan (the carry is the mass below, summed with compensation). With
+    ties, a forward scan carries the mass below the current group and a reverse scan carries the
+    mass up to the top of the current group; both step over positions with all ``m`` users at
+    once.
     """
     in_order = jnp.clip(policy, 0.0, None)[pop.order]
     finish = (lambda b, p: (b, p)) if k is None else (lambda b, p: share(b, p, k))
+    zeros = jnp.zeros_like(in_order[0])
     if not pop.has_ties:
 
-        def step(below, tied):
-            return below + tied, finish(below, tied)
+        def step(carry, mass):
+            below = carry[0] + carry[1]
+            return compensated_add(*carry, mass), finish(below, mass)
 
-        return jax.lax.scan(step, jnp.zeros_like(in_order[0]), in_order)[1]
+        return jax.lax.scan(step, (zeros, zeros), in_order)[1]
     position = jnp.arange(pop.num_responses, dtype=pop.tie_lo.dtype)[:, None]
     starts, ends = pop.tie_lo == position, pop.tie_hi == position
 
     def forward(carry, inputs):
-        upto, group_base = carry
+        total, compensation, group_base = carry
         mass, start = inputs
-        group_base = jnp.where(start, upto, group_base)
-        return (upto + mass, group_base), (group_base, upto + mass)
+        group_base = jnp.where(start, total + compensation, group_base)
+        total, compensation = compensated_add(total, compensation, mass)
+        return (total, compensation, group_base), (group_base, total + compensation)
 
-    zeros = jnp.zeros_like(in_order[0])
-    _, (below, upto) = jax.lax.scan(forward, (zeros, zeros), (in_order, starts))
+    _, (below, upto) = jax.lax.scan(forward, (zeros, zeros, zeros), (in_order, starts))
 
     def backward(group_top, inputs):
         mass, below_j, upto_j, start, end = inputs
