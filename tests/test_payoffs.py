@@ -139,3 +139,25 @@ def test_dense_game_rejects_inconsistent_tensors():
     game = ua.DenseGame(ua.win_tensor(random_population("ranking", 1)[0], 3))
     with pytest.raises(ValueError, match="k=3 does not match"):
         ua.response_payoffs(game, jnp.full(N, 1 / N), 3)
+
+
+@pytest.mark.parametrize("ties", [True, False])
+def test_the_parallel_ranking_engine_matches_the_scan(ties, monkeypatch):
+    """The cumulative-sum engine (used on accelerators) against the scan (the CPU reference)."""
+    rng = np.random.default_rng(11)
+    utilities = rng.integers(0, 4, (30, 6)) if ties else np.argsort(rng.random((30, 6)), axis=1)
+    pop = ua.RankingPopulation(utilities.astype(np.float64), rng.random(30))
+    policy = jnp.asarray(rng.dirichlet(np.ones(6)))
+    policy = policy.at[2].set(0.0) / (1.0 - policy[2])
+    results = {}
+    for engine in ("scan", "parallel"):
+        monkeypatch.setattr(ua.payoffs, "RANKING_ENGINE", engine)
+        jax.clear_caches()  # compiled programs are cached per argument, not per engine
+        assert ua.payoffs.ranking_engine() == engine
+        results[engine] = [ua.response_payoffs(pop, policy, k) for k in (1, 4, 30)] + [
+            ua.robust_win_rate(pop, policy, 3, ell=2)
+        ]
+    monkeypatch.undo()
+    jax.clear_caches()
+    for a, b in zip(results["scan"], results["parallel"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)

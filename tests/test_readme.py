@@ -17,5 +17,7 @@ def test_readme_opens_with_the_two_commands():
     text = README.read_text()
     commands = re.findall(r"```bash\n(.*?)\n```", text, re.S)
     assert commands[0] == "pip install -e . && ualign demo"
-    assert commands[1] == 'pip install -e ".[test]" && python -m pytest'
+    assert commands[1] == (
+        'pip install -e ".[test]" && ruff check . && ruff format --check . && python -m pytest'
+    )
     assert "<!-- test-command -->\n```bash\n" + commands[1] in text

@@ -219,3 +219,9 @@ def test_averaged_wrapper_keeps_the_running_mean_of_played_policies():
         state, played, _ = dyn.step(state, lambda p: ua.response_payoffs(SMALL, p, 2), t)
         seen.append(played)
     np.testing.assert_allclose(state.policy, np.mean(seen, axis=0), atol=1e-12)
+
+
+def test_solve_runs_inside_jit_as_one_program():
+    inside = jax.jit(lambda pop: ua.solve(pop, 2, steps=30, tol=1e-9).policy)(SMALL)
+    expected = ua.solve(SMALL, 2, steps=30, tol=1e-9).policy
+    np.testing.assert_allclose(inside, expected, rtol=0, atol=1e-12)

@@ -19,16 +19,22 @@ def is_concrete(x) -> bool:
 
 
 def float_dtype(x):
-    """The floating dtype computations on ``x`` use (integers promote to the default float)."""
+    """The floating dtype computations on ``x`` use.
+
+    Integers promote to the default float; half precision (float16, bfloat16, float8) promotes
+    to float32, the narrowest dtype the quadratures and tolerances here are built for.
+    """
     dtype = jnp.result_type(x)
-    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        return jnp.result_type(float)
+    return dtype if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
 
 
 def as_float_array(x, name: str, min_ndim: int = 1):
     """``x`` as a floating JAX array with at least ``min_ndim`` axes, else ``ValueError``."""
     try:
         arr = jnp.asarray(x)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise ValueError(f"{name} must be an array of numbers, got {type(x).__name__}") from err
     if arr.dtype == jnp.bool_ or not (
         jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)
@@ -79,12 +85,21 @@ def check_weights(x, name: str) -> None:
     values = np.asarray(x)
     if values.min() < 0:
         raise ValueError(f"{name} must be nonnegative (min {values.min():.3g})")
-    if np.any(values.sum(axis=-1) <= 0):
-        raise ValueError(f"{name} must not be all zero")
+    with np.errstate(over="ignore"):
+        sums = values.sum(axis=-1)
+    tiny = np.finfo(values.dtype).tiny  # XLA on CPU flushes subnormals to zero
+    if np.any(sums < tiny):
+        raise ValueError(f"{name} must not be all zero (or sum below {tiny:.3g})")
+    if not np.all(np.isfinite(sums)):
+        raise ValueError(f"{name} must have a finite sum (it overflows {values.dtype}); rescale")
+
+
+#: The largest count accepted (JAX's default int32 holds it, so counts stay exact when traced).
+MAX_COUNT = 2**31 - 1
 
 
 def check_count(k, name: str, minimum: int = 1) -> int:
-    """``k`` as a Python int >= ``minimum``; a tracer is returned unchanged (no value check)."""
+    """``k`` as a Python int in ``[minimum, MAX_COUNT]``; a tracer is returned unchanged."""
     if isinstance(k, jax.core.Tracer):
         return k
     if isinstance(k, bool | np.bool_):
@@ -98,6 +113,8 @@ def check_count(k, name: str, minimum: int = 1) -> int:
         value = int(arr)
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    if value > MAX_COUNT:
+        raise ValueError(f"{name} must be an integer <= 2**31 - 1, got {value}")
     return value
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -35,6 +36,37 @@ __all__ = [
 
 #: Duality gap below which a maximal lottery counts as certified.
 CERTIFIED_GAP = 1e-9
+
+
+def _positive_number(value, name: str) -> float:
+    """``value`` as a float if it is a real number > 0 (``inf`` allowed), else ``ValueError``."""
+    if not (isinstance(value, numbers.Real) and value > 0):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _host_array(x, name: str, ndim: int) -> np.ndarray:
+    """``x`` as a finite, nonempty float64 NumPy array with ``ndim`` axes, else ``ValueError``."""
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"{name} must be an array of numbers, got {type(x).__name__}") from err
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != ndim or arr.size == 0:
+        raise ValueError(f"{name} must be a nonempty {ndim}-D array, got shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, found NaN or inf")
+    return arr
+
+
+def _square_matrix(pairwise, name: str = "pairwise") -> np.ndarray:
+    """``pairwise`` as a finite float64 ``[n, n]`` array, else ``ValueError``."""
+    matrix = _host_array(pairwise, name, 2)
+    if matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"{name} must be a square [n, n] matrix, got shape {matrix.shape}")
+    return matrix
 
 
 def pairwise_matrix(pop):
@@ -64,9 +96,14 @@ def maximal_lottery(pairwise, approximate=None) -> MaximalLottery:
     it solves ``(P − 1/2)[S, S] p_S = 0, Σ p_S = 1`` and keeps the candidate with the smallest
     gap ``max_y (P p)_y − 1/2`` (0 exactly at the maximal lottery).
     """
-    matrix = np.asarray(pairwise, dtype=np.float64) - 0.5
+    matrix = _square_matrix(pairwise) - 0.5
     n = matrix.shape[0]
-    start = np.full(n, 1.0 / n) if approximate is None else np.asarray(approximate, np.float64)
+    if approximate is None:
+        start = np.full(n, 1.0 / n)
+    else:
+        start = _host_array(approximate, "approximate", 1)
+        if start.shape != (n,):
+            raise ValueError(f"approximate must have shape ({n},), got {start.shape}")
 
     def gap_of(p):
         return float(np.max(matrix @ p))
@@ -105,8 +142,11 @@ def nlhf(pop, steps: int = 2000):
         flat = _unbatch(pop)
         return jnp.stack([nlhf(p, steps) for p in flat]).reshape(*pop.batch_shape, -1)
     approximate = solve(pop, 1, steps=steps, tol=1e-12).policy
-    result = maximal_lottery(pairwise_matrix(pop), approximate)
-    if result.gap > CERTIFIED_GAP:
+    pairwise = pairwise_matrix(pop)
+    if not bool(jnp.all(jnp.isfinite(pairwise))):
+        raise ValueError("nlhf: pop's pairwise win matrix has NaN or inf entries")
+    result = maximal_lottery(pairwise, approximate)
+    if not result.gap <= CERTIFIED_GAP:
         raise ValueError(
             f"nlhf: the maximal lottery's duality gap reached {result.gap:.2e} > {CERTIFIED_GAP}; "
             "raise steps"
@@ -126,8 +166,7 @@ def nash_md(pop, tau: float, steps: int = 2000):
 
     ``τ → 0`` recovers NLHF; large ``τ`` stays at the uniform reference.
     """
-    if not (isinstance(tau, int | float) and tau > 0):
-        raise ValueError(f"tau must be a positive number, got {tau!r}")
+    tau = _positive_number(tau, "tau")
     return solve(pop, 1, method="extragradient_entropy", steps=steps, tau=tau, eta=0.5).policy
 
 
@@ -142,7 +181,7 @@ def bradley_terry_scores(pairwise, ridge: float = 1e-6, iterations: int = 100):
         >>> round(float(r[0] - r[1]), 4)   # log(0.75 / 0.25)
         1.0986
     """
-    p = np.asarray(pairwise, dtype=np.float64)
+    p = _square_matrix(pairwise)
     n = p.shape[0]
     off = 1.0 - np.eye(n)
     r = np.zeros(n)
@@ -165,15 +204,19 @@ def rlhf(pop, beta: float = 1.0, reference=None):
     ``β → 0`` is the argmax of the scores (the majority favourite).
     """
     check_population(pop)
-    if not (isinstance(beta, int | float) and beta > 0):
-        raise ValueError(f"beta must be a positive number, got {beta!r}")
+    beta = _positive_number(beta, "beta")
     n = pop.num_responses
     dtype = pop.dtype
     if reference is None:
         reference = np.full(n, 1.0 / n)
     else:
-        check_simplex(jnp.asarray(reference), "reference")
+        reference = _host_array(reference, "reference", 1)
+        if reference.shape != (n,):
+            raise ValueError(f"reference must have shape ({n},), got {reference.shape}")
+        check_simplex(reference, "reference")
     pairwise = np.asarray(pairwise_matrix(pop), dtype=np.float64)
+    if not np.all(np.isfinite(pairwise)):
+        raise ValueError("rlhf: pop's pairwise win matrix has NaN or inf entries")
     if pairwise.ndim > 2:
         return (
             jnp.stack([rlhf_from_pairwise(m, beta, reference) for m in pairwise.reshape(-1, n, n)])
@@ -185,13 +228,17 @@ def rlhf(pop, beta: float = 1.0, reference=None):
 
 def rlhf_from_pairwise(pairwise, beta: float, reference) -> np.ndarray:
     """``π ∝ π_ref · exp(r / β)`` with Bradley–Terry scores ``r`` of ``pairwise``."""
-    scores = bradley_terry_scores(pairwise) / beta
+    with np.errstate(over="ignore"):
+        scores = bradley_terry_scores(pairwise) / beta
     logits = np.log(np.maximum(np.asarray(reference, np.float64), 1e-300)) + scores
+    if np.isinf(logits.max()):  # β so small that r / β overflows: the argmax limit
+        logits = np.where(logits == logits.max(), 0.0, -np.inf)
     weights = np.exp(logits - logits.max())
     return weights / weights.sum()
 
 
 def reference_policy(pop):
     """The uniform reference policy for ``pop`` (in its dtype)."""
+    check_population(pop)
     dtype = pop.dtype
     return uniform_policy(pop.num_responses, dtype)

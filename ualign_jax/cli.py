@@ -24,6 +24,8 @@ import numpy as np
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+#: Largest k or ell a list option accepts (a range is expanded in memory).
+MAX_LIST_VALUE = 100_000
 #: The demo stops each solve once the exploitability is this small (float32 resolves ~1e-7).
 DEMO_TOL = 1e-6
 
@@ -64,24 +66,37 @@ def parse_int_list(text: str, option: str) -> list[int]:
     try:
         for part in text.split(","):
             if "-" in part.strip()[1:]:
-                lo, hi = part.split("-", 1)
-                values.extend(range(int(lo), int(hi) + 1))
+                lo, hi = (int(v) for v in part.split("-", 1))
+                if hi > MAX_LIST_VALUE:
+                    raise UsageError(f"{option} values must be at most {MAX_LIST_VALUE:,}")
+                values.extend(range(lo, hi + 1))
             else:
                 values.append(int(part))
     except ValueError:
         raise UsageError(f"{option} must be integers like 4, 1,2,4 or 1-16; got {text!r}") from None
     if not values or min(values) < 1:
         raise UsageError(f"{option} must be integers >= 1; got {text!r}")
+    if max(values) > MAX_LIST_VALUE:
+        raise UsageError(f"{option} values must be at most {MAX_LIST_VALUE:,}; got {text!r}")
     return sorted(set(values))
+
+
+def check_out(out) -> Path:
+    """``--out`` as a path that is, or can become, a folder (checked before any work)."""
+    out = Path(out)
+    for folder in [out, *out.parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                raise UsageError(f"--out {out}: {folder} exists and is not a folder")
+            break
+    return out
 
 
 @contextlib.contextmanager
 def atomic_output(out: Path):
     """Yield a temporary folder beside ``out``; on success move its files into ``out``."""
-    out = Path(out)
+    out = check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         yield staging
@@ -135,8 +150,11 @@ def load_policy(path: str, num_responses: int):
                 values = archive["policy"]
         else:
             raise UsageError(f"--policy {path}: expected .json, .npy or .npz")
-        policy = np.asarray(values, dtype=float)
-    except (KeyError, json.JSONDecodeError, ValueError, TypeError) as err:
+        raw = np.asarray(values)
+        if raw.dtype.kind not in "iuf":
+            raise UsageError(f"--policy {path}: must hold real numbers, got {raw.dtype} values")
+        policy = raw.astype(float)
+    except (KeyError, json.JSONDecodeError, ValueError, TypeError, EOFError, OSError) as err:
         raise UsageError(f"--policy {path}: cannot read a policy ({err})") from err
     if policy.shape != (num_responses,):
         raise UsageError(
@@ -395,19 +413,22 @@ def run_reproduce(args) -> dict:
 
 
 def run_bench(args) -> dict:
-    folder = Path(__file__).resolve().parent.parent / "benchmarks"
-    scripts = sorted(folder.glob("*.py")) if folder.is_dir() else []
-    if not scripts:
-        raise UsageError("bench: benchmarks/ not found next to the package; run from a clone")
-    ran = []
-    for script in scripts:
-        command = [sys.executable, str(script)] + ([] if args.full else ["--quick"])
-        if not args.quiet:
-            print("+ " + " ".join(command), file=sys.stderr)
-        # With --json, stdout carries only this command's report; the scripts print to stderr.
-        code = subprocess.call(command, stdout=sys.stderr if args.json else None)
-        ran.append({"script": script.name, "exit_code": code})
-    return {"benchmarks": ran, "results": str(folder / "results")}
+    suite = Path(__file__).resolve().parent.parent / "benchmarks" / "suite.py"
+    if not suite.is_file():
+        raise UsageError(
+            "bench: benchmarks/suite.py not found next to the package; run from a clone"
+        )
+    command = [sys.executable, str(suite)] + ([] if args.full else ["--quick"])
+    if not args.quiet:
+        print("+ " + " ".join(command), file=sys.stderr)
+    # With --json, stdout carries only this command's report; the suite prints to stderr.
+    code = subprocess.call(command, stdout=sys.stderr if args.json or args.quiet else None)
+    stem = "suite" if args.full else "suite_quick"
+    results = suite.parent / "results"
+    return {
+        "exit_code": code,
+        "results": [str(results / f"{stem}.json"), str(results / f"{stem}.png")],
+    }
 
 
 # --------------------------------------------------------------------------- argument parsing
@@ -489,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         _validate(args)
+        if getattr(args, "out", None) is not None:
+            check_out(args.out)
         if getattr(args, "x64", False):
             import jax  # noqa: PLC0415
 
@@ -509,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.quiet:
         _print(args.command, report)
     if args.command == "reproduce" and not report["all_passed"]:
+        return 1
+    if args.command == "bench" and report["exit_code"] != 0:
         return 1
     return 0
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -53,6 +54,30 @@ _DATA_TYPES = {
 
 _NAME_KEY = re.compile(r"ALTERNATIVE NAME\s+(\S+)$", re.IGNORECASE)
 _TOKEN = re.compile(r"\s*([{},]|[^{},\s]+)")
+#: Most alternatives a file may have, and most entries (lines × alternatives) of its utilities.
+MAX_ALTERNATIVES = 1_000_000
+MAX_ENTRIES = 2**28
+#: Largest count per data line, and of all lines together (an int64).
+MAX_COUNT = 2**63 - 1
+
+
+def _float_dtype(dtype):
+    """``dtype`` (default: jnp's default float) as a floating dtype, else ``ValueError``."""
+    if dtype is None:
+        return jnp.result_type(float)
+    try:
+        resolved = jnp.dtype(dtype)
+    except TypeError as err:
+        raise ValueError(f"dtype must be a floating dtype such as float32, got {dtype!r}") from err
+    if not jnp.issubdtype(resolved, jnp.floating):
+        raise ValueError(f"dtype must be a floating dtype such as float32, got {resolved}")
+    return resolved
+
+
+def _as_path(path, name: str = "path") -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise ValueError(f"{name} must be a file path (str or PathLike), got {type(path).__name__}")
+    return Path(path)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -87,7 +112,7 @@ class PreflibData:
         Args:
             dtype: float dtype of the arrays; default jnp's default float (float32 unless x64).
         """
-        dtype = jnp.result_type(float) if dtype is None else dtype
+        dtype = _float_dtype(dtype)
         return RankingPopulation(
             jnp.asarray(self.utilities, dtype=dtype),
             weights=jnp.asarray(self.counts, dtype=dtype),
@@ -96,8 +121,16 @@ class PreflibData:
 
 
 def _parse_int(text: str) -> int | None:
+    """The integer ``text`` spells (at most 4000 digits), else ``None``."""
     text = text.strip()
-    return int(text) if re.fullmatch(r"[+-]?\d+", text) else None
+    if not re.fullmatch(r"[+-]?\d{1,4000}", text):
+        return None
+    return int(text)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """``repr(text)``, cut to ``limit`` characters (messages stay one readable line)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
 
 
 def _parse_order(body: str, num_alternatives: int, fail) -> list[list[int]]:
@@ -136,10 +169,10 @@ def _parse_order(body: str, num_alternatives: int, fail) -> list[list[int]]:
             expect_item = True
         else:
             if not expect_item:
-                fail(f"expected ',' before {tok!r}")
+                fail(f"expected ',' before {_short(tok)}")
             alt = _parse_int(tok)
             if alt is None:
-                fail(f"alternative {tok!r} is not an integer")
+                fail(f"alternative {_short(tok)} is not an integer")
             if not 1 <= alt <= num_alternatives:
                 fail(f"alternative {alt} out of range 1..{num_alternatives}")
             if alt in seen:
@@ -181,6 +214,12 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
         >>> d.utilities.tolist(), d.counts.tolist()
         ([[1.0, 2.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.0]], [3, 2])
     """
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str (the file's contents), got {type(text).__name__}")
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str):
+        raise ValueError(f"source must be a str naming the file, got {type(source).__name__}")
     lines = text.splitlines()
     headers: dict[str, tuple[str, int]] = {}
     names_by_id: dict[int, tuple[str, int]] = {}
@@ -201,8 +240,12 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
             match = _NAME_KEY.fullmatch(key)
             if match:
                 idx = _parse_int(match.group(1))
-                if idx is None or idx < 1:
-                    fail_at(lineno, f"bad alternative number {match.group(1)!r} in {key!r}")
+                if idx is None or not 1 <= idx <= MAX_ALTERNATIVES:
+                    fail_at(
+                        lineno,
+                        f"bad alternative number {_short(match.group(1))} in ALTERNATIVE NAME "
+                        f"(1..{MAX_ALTERNATIVES:,})",
+                    )
                 if idx in names_by_id:
                     fail_at(lineno, f"alternative {idx} is named twice")
                 names_by_id[idx] = (value, lineno)
@@ -238,15 +281,28 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
         value, lineno = headers["NUMBER ALTERNATIVES"]
         n = _parse_int(value)
         if n is None or n < 1:
-            fail_at(lineno, f"NUMBER ALTERNATIVES must be a positive integer, got {value!r}")
+            fail_at(lineno, f"NUMBER ALTERNATIVES must be a positive integer, got {_short(value)}")
+        if n > MAX_ALTERNATIVES:
+            fail_at(lineno, f"NUMBER ALTERNATIVES = {n} exceeds the limit {MAX_ALTERNATIVES:,}")
         for idx, (_, name_line) in names_by_id.items():
             if idx > n:
                 fail_at(name_line, f"ALTERNATIVE NAME {idx} exceeds NUMBER ALTERNATIVES = {n}")
     elif names_by_id:
         n = max(names_by_id)
     else:
-        ids = [int(t) for _, line in data for t in re.findall(r"\d+", line.partition(":")[2])]
-        n = max(ids, default=1)
+        n = 1
+        for lineno, line in data:
+            for token in re.findall(r"\d+", line.partition(":")[2]):
+                alt = _parse_int(token)
+                if alt is None or alt > MAX_ALTERNATIVES:
+                    limit = f"the limit {MAX_ALTERNATIVES:,}"
+                    fail_at(lineno, f"alternative {_short(token)} exceeds {limit}")
+                n = max(n, alt)
+    if len(data) * n > MAX_ENTRIES:
+        raise ValueError(
+            f"{source}: {len(data):,} data lines x {n:,} alternatives is more than "
+            f"{MAX_ENTRIES:,} utilities"
+        )
 
     rows = []
     counts = []
@@ -260,34 +316,41 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
             fail("expected 'count: ranking' (no ':' found)")
         count = _parse_int(count_text)
         if count is None:
-            fail(f"count {count_text.strip()!r} is not an integer")
+            fail(f"count {_short(count_text.strip())} is not an integer")
         if count <= 0:
             fail(f"count must be positive, got {count}")
+        if count > MAX_COUNT:
+            fail(f"count {count} exceeds 2**63 - 1")
         groups = _parse_order(body, n, fail)
         if strict and any(len(g) > 1 for g in groups):
             fail(f"ties (braces with several alternatives) are not allowed in {data_type} data")
         ranked = sum(len(g) for g in groups)
         if complete and ranked != n:
             seen = {a for g in groups for a in g}
-            missing = ", ".join(str(a) for a in range(1, n + 1) if a not in seen)
-            fail(f"incomplete order in {data_type} data: alternatives {missing} are missing")
+            missing = [str(a) for a in range(1, n + 1) if a not in seen]
+            listed = ", ".join(missing[:10])
+            if len(missing) > 10:
+                listed += f", ... ({len(missing):,} in all)"
+            fail(f"incomplete order in {data_type} data: alternatives {listed} are missing")
         u = np.zeros(n, dtype=np.float64)
         for g, group in enumerate(groups):
             u[np.asarray(group) - 1] = len(groups) - g
         rows.append(u)
         counts.append(count)
 
+    total = sum(counts)
+    if total > MAX_COUNT:
+        raise ValueError(f"{source}: the counts sum to {total}, more than 2**63 - 1 voters")
     counts_arr = np.asarray(counts, dtype=np.int64)
     if "NUMBER VOTERS" in headers:
         value, lineno = headers["NUMBER VOTERS"]
         declared = _parse_int(value)
         if declared is None:
-            fail_at(lineno, f"NUMBER VOTERS must be an integer, got {value!r}")
-        if declared != int(counts_arr.sum()):
+            fail_at(lineno, f"NUMBER VOTERS must be an integer, got {_short(value)}")
+        if declared != total:
             fail_at(
                 lineno,
-                f"NUMBER VOTERS is {declared} but the counts on the data lines sum to "
-                f"{int(counts_arr.sum())}",
+                f"NUMBER VOTERS is {declared} but the counts on the data lines sum to {total}",
             )
 
     names = tuple(names_by_id[i][0] if i in names_by_id else str(i) for i in range(1, n + 1))
@@ -316,10 +379,14 @@ def load_preflib(path: str | os.PathLike, dtype=None) -> RankingPopulation:
         >>> pop.num_users, pop.num_responses, pop.names[0]
         (6, 3, 'Shrek (Full-screen)')
     """
-    path = Path(path)
+    path = _as_path(path)
+    dtype = _float_dtype(dtype)
     if not path.is_file():
         raise FileNotFoundError(f"no PrefLib file at {str(path)!r}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     return parse_preflib(text, source=str(path)).to_population(dtype)
 
 
@@ -337,8 +404,9 @@ def load_dataset(name: str = "sushi", dtype=None) -> RankingPopulation:
         >>> load_dataset("netflix").num_users
         6
     """
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
+    dtype = _float_dtype(dtype)
     filename = DATASETS[name]
     text = resources.files("ualign_jax").joinpath("datasets").joinpath(filename).read_text("utf-8")
     return parse_preflib(text, source=filename).to_population(dtype)
@@ -361,7 +429,8 @@ def load_population(path: str | os.PathLike, dtype=None):
         >>> load_population(path).num_users
         3
     """
-    path = Path(path)
+    path = _as_path(path)
+    dtype = _float_dtype(dtype)
     if path.suffix.lower() in PREFLIB_SUFFIXES:
         return load_preflib(path, dtype=dtype)
     if path.suffix.lower() != ".npz":
@@ -371,10 +440,25 @@ def load_population(path: str | os.PathLike, dtype=None):
         )
     if not path.is_file():
         raise FileNotFoundError(f"no data file at {str(path)!r}")
+    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except unreadable as err:
         raise ValueError(f"{path}: not a readable .npz archive ({err})") from err
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: a single .npy array, not an .npz archive of named arrays")
+
+    def read(key, kinds="fiu"):
+        try:
+            value = archive[key]
+        except unreadable as err:
+            raise ValueError(f"{path}: cannot read '{key}' ({err})") from err
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{path}: '{key}' is not a .npy array")
+        if value.dtype.kind not in kinds:
+            raise ValueError(f"{path}: '{key}' must hold real numbers, got dtype {value.dtype}")
+        return value
+
     with archive:
         keys = set(archive.files)
         kinds = [key for key in ("utilities", "log_weights") if key in keys]
@@ -389,14 +473,17 @@ def load_population(path: str | os.PathLike, dtype=None):
                 f"{path}: unknown key(s) {sorted(unknown)}; allowed: utilities or "
                 "log_weights, weights, names"
             )
-        values = archive[kinds[0]]
-        weights = archive["weights"] if "weights" in keys else None
-        names = [str(s) for s in archive["names"]] if "names" in keys else None
+        values = read(kinds[0])
+        weights = read("weights") if "weights" in keys else None
+        names = read("names", kinds="fiuUS") if "names" in keys else None
+    if names is not None:
+        if names.ndim != 1:
+            raise ValueError(f"{path}: 'names' must be 1-D, got shape {names.shape}")
+        names = [str(s) for s in names]
     if values.ndim != 2:
         raise ValueError(
             f"{path}: '{kinds[0]}' must be a 2-D [users, responses] array, got shape {values.shape}"
         )
-    dtype = dtype or jnp.result_type(float)
     make = RankingPopulation if kinds[0] == "utilities" else PlackettLucePopulation
     try:
         return make(

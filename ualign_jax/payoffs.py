@@ -19,12 +19,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, Shaped
 
 from ._combinatorics import all_multisets, log_multinomial, multiset_counts, num_multisets
-from ._validation import check_count, float_dtype, static_count
+from ._validation import as_float_array, check_count, check_simplex, float_dtype, static_count
 from .policies import ProductMixture, as_mixture
 from .populations import (
+    PL_QUADRATURE_NODES,
     DenseGame,
     PlackettLucePopulation,
     RankingPopulation,
@@ -41,8 +42,6 @@ __all__ = [
 ]
 
 _EXACT_POPULATIONS = (RankingPopulation, PlackettLucePopulation, DenseGame)
-#: Nodes of the log-time trapezoid rule for Plackett–Luce integrals (plus one at t = 0).
-PL_QUADRATURE_NODES = 256
 
 
 # --------------------------------------------------------------------------- batching
@@ -214,6 +213,37 @@ def compensated_add(total, compensation, value):
     return new_total, compensation + lost
 
 
+#: How the ranking closed form accumulates mass over sorted positions: ``"scan"`` (a sequential
+#: loop over positions with all users at once, compensated sums; fastest on CPU), ``"parallel"``
+#: (cumulative sums, no sequential loop: for accelerators, where each loop step is a kernel
+#: launch) or ``"auto"`` (scan on CPU, parallel elsewhere).
+RANKING_ENGINE = "auto"
+
+
+def ranking_engine() -> str:
+    """The engine ``ranking_masses`` uses now (``RANKING_ENGINE`` resolved for the backend)."""
+    if RANKING_ENGINE != "auto":
+        return RANKING_ENGINE
+    return "scan" if jax.default_backend() == "cpu" else "parallel"
+
+
+def parallel_ranking_masses(pop: RankingPopulation, policy: Float[Array, " n"], k=None):
+    """:func:`ranking_masses` by cumulative sums over positions (no sequential loop).
+
+    ``below = excl[tie_lo]`` and ``tied = incl[tie_hi] - below`` with ``incl``/``excl`` the
+    inclusive/exclusive cumulative π-mass along each user's ascending order.
+    """
+    in_order = jnp.clip(policy, 0.0, None)[pop.order]
+    inclusive = jnp.cumsum(in_order, axis=0)
+    exclusive = inclusive - in_order
+    if pop.has_ties:
+        below = jnp.take_along_axis(exclusive, pop.tie_lo, axis=0)
+        tied = jnp.take_along_axis(inclusive, pop.tie_hi, axis=0) - below
+    else:
+        below, tied = exclusive, in_order
+    return (below, tied) if k is None else share(below, tied, k)
+
+
 def ranking_masses(pop: RankingPopulation, policy: Float[Array, " n"], k=None):
     """π-mass below each response's tie group and of the group itself, sorted layout ``[n, m]``.
 
@@ -226,6 +256,8 @@ def ranking_masses(pop: RankingPopulation, policy: Float[Array, " n"], k=None):
     mass up to the top of the current group; both step over positions with all ``m`` users at
     once.
     """
+    if ranking_engine() == "parallel":
+        return parallel_ranking_masses(pop, policy, k)
     in_order = jnp.clip(policy, 0.0, None)[pop.order]
     finish = (lambda b, p: (b, p)) if k is None else (lambda b, p: share(b, p, k))
     zeros = jnp.zeros_like(in_order[0])
@@ -258,7 +290,7 @@ def ranking_masses(pop: RankingPopulation, policy: Float[Array, " n"], k=None):
     return jax.lax.scan(backward, zeros, inputs, reverse=True)[1]
 
 
-def to_response_order(pop: RankingPopulation, sorted_values: Float[Array, "n m"]):
+def to_response_order(pop: RankingPopulation, sorted_values: Shaped[Array, "n m"]):
     """Sorted-layout values ``[n, m]`` back to response order, user-major ``[m, n]``."""
     return jnp.take_along_axis(sorted_values.T, pop.rank, axis=1)
 
@@ -301,7 +333,7 @@ def log_time_grid(scaled_weights, total_draws, num_nodes: int = PL_QUADRATURE_NO
     return LogTimeGrid(times, weights)
 
 
-def pl_scaled_weights(log_weights: Float[Array, "m n"]) -> Float[Array, "m n"]:
+def pl_scaled_weights(log_weights: Float[Array, "*m n"]) -> Float[Array, "*m n"]:
     """``W = exp(s - max s)`` per user: the choice rule is shift-invariant, so ``max W = 1``."""
     return jnp.exp(log_weights - jnp.max(log_weights, axis=-1, keepdims=True))
 
@@ -335,7 +367,7 @@ def _pl_payoffs(pop: PlackettLucePopulation, policy, k):
 
     def one_user(log_weights):
         w = pl_scaled_weights(log_weights.astype(dtype))
-        grid = log_time_grid(w, k)
+        grid = log_time_grid(w, k, pop.quadrature_nodes)
         return pl_position_integrals(w, grid, k * pl_log_mgf(w, policy, grid))
 
     def per_chunk(sub: PlackettLucePopulation):
@@ -347,7 +379,7 @@ def _pl_payoffs(pop: PlackettLucePopulation, policy, k):
 
 def _user_batch(pop) -> int:
     """Users per vectorised block, keeping ``[block, N, n]`` temporaries near 32 MiB."""
-    per_user = (PL_QUADRATURE_NODES + 1) * pop.num_responses
+    per_user = (pop.quadrature_nodes + 1) * pop.num_responses
     return int(max(1, min(pop.num_users, (8 * 2**20) // per_user)))
 
 
@@ -442,7 +474,7 @@ def win_factors(pop, num_players: int):
 
         def one_user(log_weights):
             w = pl_scaled_weights(log_weights)
-            grid = log_time_grid(w, num_players - 1)
+            grid = log_time_grid(w, num_players - 1, pop.quadrature_nodes)
             decay = jnp.exp(-grid.times[:, None] * w[None, :])  # [N, n]
             return grid.weights[:, None] * w[None, :] * decay, decay
 
@@ -454,7 +486,7 @@ def win_factors(pop, num_players: int):
     return coef.reshape(-1, n), base.reshape(-1, n, n)
 
 
-def _khatri_rao_power(rows: Float[Array, "R n"], times: int) -> Float[Array, "R n^times"]:
+def _khatri_rao_power(rows: Float[Array, "R n"], times: int) -> Float[Array, "R _"]:
     out = jnp.ones((rows.shape[0], 1), rows.dtype)
     for _ in range(times):
         out = (out[:, :, None] * rows[:, None, :]).reshape(rows.shape[0], -1)
@@ -494,11 +526,11 @@ def win_tensor(pop, num_players: int) -> Float[Array, "*batch ..."]:
     """
     check_population(pop)
     num_players = static_count(num_players, "num_players")
-    entries = pop.num_responses**num_players
-    if entries > 2**28:
+    n = pop.num_responses
+    if num_players * math.log2(max(n, 2)) > 28 and n > 1 or num_players > 2**28:
         raise ValueError(
-            f"win_tensor would have n**num_players = {entries:,} entries (limit 2**28); use "
-            "response_payoffs or count_form instead"
+            f"win_tensor would have n**num_players = {n}**{num_players} entries (limit 2**28); "
+            "lower num_players, or use response_payoffs or count_form instead"
         )
     return map_prompts(_win_tensor_one, pop, num_players=num_players)
 
@@ -557,7 +589,11 @@ def count_form(pop, k) -> CountForm:
 
 def count_form_payoffs(form: CountForm, policy) -> Float[Array, "*batch n"]:
     """``u_k(·, π)`` from a :class:`CountForm` (multinomial law of the opponents' counts)."""
-    p = jnp.asarray(policy)
+    n = form.counts.shape[-1]
+    p = as_float_array(policy, "policy")
+    if p.shape[-1] != n:
+        raise ValueError(f"policy has {p.shape[-1]} responses, the count form has {n}")
+    check_simplex(p, "policy")
     log_p = jnp.log(jnp.where(p > 0, p, 1.0))
     zero_hit = jnp.any((form.counts > 0) & (p[..., None, :] <= 0), axis=-1)
     log_prob = form.log_multinomial.astype(p.dtype) + jnp.einsum(

@@ -11,7 +11,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._validation import as_float_array, check_simplex, check_weights
+from ._validation import as_float_array, check_simplex, check_weights, static_count
 
 __all__ = ["ProductMixture", "as_mixture", "uniform_policy"]
 
@@ -88,4 +88,5 @@ def unchecked_mixture(policies, weights) -> ProductMixture:
 
 def uniform_policy(num_responses: int, dtype=None) -> Float[Array, " n"]:
     """The uniform policy ``1/n`` (the reference policy when none is given)."""
+    num_responses = static_count(num_responses, "num_responses")
     return jnp.full((num_responses,), 1.0 / num_responses, dtype=dtype)

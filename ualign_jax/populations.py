@@ -10,6 +10,7 @@ each position. Payoffs and metrics are computed elsewhere (``payoffs``, ``metric
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,8 @@ def _normalised_weights(weights, batch_shape, num_users, dtype, name="weights"):
 def _check_names(names, num_responses):
     if names is None:
         return None
+    if isinstance(names, str | bytes) or not hasattr(names, "__iter__"):
+        raise ValueError(f"names must be a sequence of {num_responses} strings, got {names!r}")
     names = tuple(str(s) for s in names)
     if len(names) != num_responses:
         raise ValueError(f"names must have {num_responses} entries, got {len(names)}")
@@ -151,6 +154,9 @@ class RankingPopulation(eqx.Module):
     def __init__(self, utilities, weights=None, names=None, user_chunk=None):
         u = as_float_array(utilities, "utilities", min_ndim=2)
         check_finite(u, "utilities")
+        if is_concrete(u):  # XLA flushes subnormals to zero on CPU: let the sort agree with it
+            tiny = jnp.finfo(u.dtype).tiny
+            u = jnp.where(jnp.abs(u) < tiny, jnp.zeros((), u.dtype), u)
         self.utilities = u
         self.weights = _normalised_weights(weights, u.shape[:-2], u.shape[-2], u.dtype)
         self.order, self.rank, self.tie_lo, self.tie_hi, self.has_ties = _sorted_ties(u)
@@ -191,6 +197,33 @@ class RankingPopulation(eqx.Module):
         return top / jnp.sum(top, axis=-1, keepdims=True)
 
 
+#: Trapezoid nodes (in log time) for Plackett–Luce integrals when log-weights spread <= 60.
+PL_QUADRATURE_NODES = 256
+
+
+def pl_quadrature_nodes(spread: float) -> int:
+    """Nodes for users whose log-weights span ``spread``: the trapezoid's log-time step stays
+    near 0.35 (error ~1e-12 in float64); a power of two, so few distinct programs compile."""
+    needed = PL_QUADRATURE_NODES * (spread + 30.0) / 90.0
+    return int(max(PL_QUADRATURE_NODES, 2 ** math.ceil(math.log2(max(needed, 1.0)))))
+
+
+def _pl_spread_nodes(log_weights) -> int:
+    """Quadrature nodes for these (concrete) log-weights; rejects spreads the dtype can't hold."""
+    if not is_concrete(log_weights):
+        return PL_QUADRATURE_NODES
+    values = np.asarray(log_weights, np.float64)
+    spread = float(np.max(values.max(axis=-1) - values.min(axis=-1)))
+    limit = -math.log(np.finfo(np.dtype(log_weights.dtype)).tiny) - 10.0
+    if spread > limit:
+        raise ValueError(
+            f"log_weights spread {spread:.4g} within one user, beyond {limit:.0f}: the weight "
+            f"ratio exp({spread:.4g}) underflows {log_weights.dtype}"
+            + ("; use float64" if log_weights.dtype != np.float64 else "")
+        )
+    return pl_quadrature_nodes(spread)
+
+
 class PlackettLucePopulation(eqx.Module):
     """Users who pick position ``j`` with probability ``exp(s[y_j]) / sum_l exp(s[y_l])``.
 
@@ -199,6 +232,11 @@ class PlackettLucePopulation(eqx.Module):
         weights: ``[..., m]`` nonnegative user-type weights (normalised); default uniform.
         names: optional ``n`` response names.
         user_chunk: users processed at a time by the payoffs (see :class:`RankingPopulation`).
+
+    Integrals over users use a trapezoid rule in log time with ``quadrature_nodes`` nodes: 256
+    for log-weights spanning up to 60 within a user, more for wider spans (chosen here from the
+    data); a span whose weight ratio underflows the dtype (about 77 in float32, 698 in float64)
+    is refused.
 
     Example:
         >>> pop = PlackettLucePopulation([[0.0, 1.0], [1.0, 0.0]])
@@ -210,10 +248,12 @@ class PlackettLucePopulation(eqx.Module):
     weights: Float[Array, "*batch m"]
     names: tuple[str, ...] | None = eqx.field(static=True)
     user_chunk: int | None = eqx.field(static=True)
+    quadrature_nodes: int = eqx.field(static=True)
 
     def __init__(self, log_weights, weights=None, names=None, user_chunk=None):
         s = as_float_array(log_weights, "log_weights", min_ndim=2)
         check_finite(s, "log_weights")
+        self.quadrature_nodes = _pl_spread_nodes(s)
         self.log_weights = s
         self.weights = _normalised_weights(weights, s.shape[:-2], s.shape[-2], s.dtype)
         self.names = _check_names(names, s.shape[-1])

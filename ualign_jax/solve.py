@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,7 +31,7 @@ from .dynamics import (
     optimistic_hedge,
     regret_matching_plus,
 )
-from .payoffs import check_population, jit_over_prompts, single_policy_payoffs
+from .payoffs import check_population, jit_over_prompts, map_prompts, single_policy_payoffs
 from .policies import ProductMixture, unchecked_mixture
 
 __all__ = ["solve", "Solution", "Trace", "METHODS", "OUTCOMES", "DEFAULT_METHOD"]
@@ -54,6 +55,7 @@ METHODS = (
 #: See benchmarks/convergence.py and benchmarks/RESULTS.md.
 DEFAULT_METHOD = "optimistic_gradient"
 #: Outcome codes of a :class:`Solution`, by index.
+#: ``nonfinite``: the iterate left the simplex (NaN, inf, or mass lost to under/overflow).
 OUTCOMES = ("successful", "max_steps_reached", "nonfinite")
 #: Iterates kept in ``Solution.mixture`` at most; longer runs keep every ``ceil(T / this)``-th.
 DEFAULT_MIXTURE_SIZE = 4096
@@ -198,7 +200,8 @@ def _advance_one(pop, state: RunState, *, config: RunConfig, length: int) -> Run
             exploitability=jnp.max(g) - target,
             mixture_exploitability=best / t_float - target,
         )
-        done = False if config.tol is None else record.exploitability <= config.tol
+        done = False if config.tol is None else (record.exploitability <= config.tol)
+        done = done & _on_simplex(played)
         state = state._replace(
             step=t,
             dynamics=inner,
@@ -244,7 +247,7 @@ def _finish_one(pop, state: RunState, *, config: RunConfig):
         state.kept.dtype
     )
     reached = jnp.asarray(True) if config.tol is None else state.done
-    finite = jnp.all(jnp.isfinite(state.last)) & jnp.all(jnp.isfinite(trace.regret))
+    finite = _on_simplex(state.last) & jnp.all(jnp.isfinite(trace.regret))
     outcome = jnp.where(finite, jnp.where(reached, 0, 1), 2)
     return state.last, state.kept, weights / jnp.sum(weights), trace, num_steps, outcome
 
@@ -256,10 +259,44 @@ def _map_run(fn, pop, *states, **options):
     return jit_over_prompts(fn, in_axes, depth, pop, states, options)
 
 
-def _segments(first: int, steps: int, every: int | None) -> list[int]:
+def _solve_one(pop, *, config: RunConfig):
+    state = _init_one(pop, config=config)
+    state = _advance_one(pop, state, config=config, length=config.steps)
+    return _finish_one(pop, state, config=config)
+
+
+def _solve_in_segments(pop, config: RunConfig, checkpoint, every: int | None):
+    """The run in segments of ``every`` steps, the state saved after each (resumed if saved)."""
+    every = every or DEFAULT_CHECKPOINT_EVERY
+    metadata = {"config": config._asdict(), "population": fingerprint(pop), "format": 1}
+    state = _map_run(_init_one, pop, config=config)
+    if Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, state, metadata)
+    start = int(jnp.max(state.step))
+    for until in _segments(start, config.steps, every):
+        if start >= until or (config.tol is not None and bool(jnp.all(state.done))):
+            break
+        state = _map_run(_advance_one, pop, state, config=config, length=until - start)
+        start = until
+        save_checkpoint(checkpoint, state, metadata)
+    return _map_run(_finish_one, pop, state, config=config)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _on_simplex(policy) -> Bool[Array, ""]:
+    """Finite, nonnegative and summing to 1 (to 1e-3): a valid iterate."""
+    return (
+        jnp.all(jnp.isfinite(policy))
+        & jnp.all(policy >= 0)
+        & (jnp.abs(jnp.sum(policy) - 1) <= 1e-3)
+    )
+
+
+def _segments(first: int, steps: int, every: int) -> list[int]:
     """Where the run stops to save a checkpoint: ``every`` steps apart, then ``steps``."""
-    if every is None:
-        return [steps]
     return [*range(first - first % every + every, steps, every), steps]
 
 
@@ -310,11 +347,11 @@ def solve(
     mixture_size = static_count(mixture_size, "mixture_size")
     if method not in METHODS:
         raise ValueError(f"method {method!r} is unknown; choose from {', '.join(METHODS)}")
-    if tol is not None and not (isinstance(tol, int | float) and tol > 0 and math.isfinite(tol)):
+    if tol is not None and not (_is_real(tol) and tol > 0 and math.isfinite(tol)):
         raise ValueError(f"tol must be a positive number or None, got {tol!r}")
-    if eta is not None and not (isinstance(eta, int | float) and eta > 0 and math.isfinite(eta)):
+    if eta is not None and not (_is_real(eta) and eta > 0 and math.isfinite(eta)):
         raise ValueError(f"eta must be a positive number, got {eta!r}")
-    if not (isinstance(tau, int | float) and tau >= 0 and math.isfinite(tau)):
+    if not (_is_real(tau) and tau >= 0 and math.isfinite(tau)):
         raise ValueError(f"tau must be a nonnegative number, got {tau!r}")
     if checkpoint_every is not None:
         checkpoint_every = static_count(checkpoint_every, "checkpoint_every")
@@ -329,23 +366,9 @@ def solve(
         tau=float(tau),
         stride=-(-steps // mixture_size),
     )
-    state = _map_run(_init_one, pop, config=config)
-    if checkpoint is not None:
-        every = checkpoint_every or DEFAULT_CHECKPOINT_EVERY
-        metadata = {"config": config._asdict(), "population": fingerprint(pop), "format": 1}
-        if Path(checkpoint).exists():
-            state = load_checkpoint(checkpoint, state, metadata)
+    if checkpoint is None:  # one jitted program, no host round trips (solve stays jit-able)
+        outputs = map_prompts(_solve_one, pop, config=config)
     else:
-        every = None
-    start = int(jnp.max(state.step))
-    for until in _segments(start, steps, every):
-        if start >= until or (config.tol is not None and bool(jnp.all(state.done))):
-            break
-        state = _map_run(_advance_one, pop, state, config=config, length=until - start)
-        start = until
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, state, metadata)
-    last, kept, weights, trace, steps_taken, outcome = _map_run(
-        _finish_one, pop, state, config=config
-    )
+        outputs = _solve_in_segments(pop, config, checkpoint, checkpoint_every)
+    last, kept, weights, trace, steps_taken, outcome = outputs
     return Solution(last, unchecked_mixture(kept, weights), trace, steps_taken, outcome)
