@@ -4,3 +4,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+#: Scripts the tests run in subprocesses (one installs jaxtyping's import hook, one needs forced
+#: host devices): never import them into the test process (``--doctest-modules`` would).
+collect_ignore = ["annotations_check.py", "sharded_check.py"]

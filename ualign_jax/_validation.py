@@ -98,7 +98,7 @@ def check_weights(x, name: str) -> None:
 MAX_COUNT = 2**31 - 1
 
 
-def check_count(k, name: str, minimum: int = 1) -> int:
+def check_count(k, name: str, minimum: int = 1) -> int | jax.Array:
     """``k`` as a Python int in ``[minimum, MAX_COUNT]``; a tracer is returned unchanged."""
     if isinstance(k, jax.core.Tracer):
         return k

@@ -45,8 +45,9 @@ def _positive_number(value, name: str) -> float:
     return float(value)
 
 
-def _host_array(x, name: str, ndim: int) -> np.ndarray:
-    """``x`` as a finite, nonempty float64 NumPy array with ``ndim`` axes, else ``ValueError``."""
+def _host_array(x, name: str, ndim: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``x`` as a finite, nonempty float64 NumPy array with ``ndim`` axes (and ``shape`` when
+    given), else ``ValueError``."""
     try:
         arr = np.asarray(x)
     except (TypeError, ValueError, OverflowError) as err:
@@ -55,6 +56,8 @@ def _host_array(x, name: str, ndim: int) -> np.ndarray:
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim != ndim or arr.size == 0:
         raise ValueError(f"{name} must be a nonempty {ndim}-D array, got shape {arr.shape}")
+    if shape is not None and arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, found NaN or inf")
@@ -101,9 +104,7 @@ def maximal_lottery(pairwise, approximate=None) -> MaximalLottery:
     if approximate is None:
         start = np.full(n, 1.0 / n)
     else:
-        start = _host_array(approximate, "approximate", 1)
-        if start.shape != (n,):
-            raise ValueError(f"approximate must have shape ({n},), got {start.shape}")
+        start = _host_array(approximate, "approximate", 1, (n,))
 
     def gap_of(p):
         return float(np.max(matrix @ p))
@@ -210,9 +211,7 @@ def rlhf(pop, beta: float = 1.0, reference=None):
     if reference is None:
         reference = np.full(n, 1.0 / n)
     else:
-        reference = _host_array(reference, "reference", 1)
-        if reference.shape != (n,):
-            raise ValueError(f"reference must have shape ({n},), got {reference.shape}")
+        reference = _host_array(reference, "reference", 1, (n,))
         check_simplex(reference, "reference")
     pairwise = np.asarray(pairwise_matrix(pop), dtype=np.float64)
     if not np.all(np.isfinite(pairwise)):

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from jax.typing import ArrayLike
 
 __all__ = ["plot_robust_win_rates", "plot_regret", "plot_policy"]
 
@@ -60,7 +61,7 @@ def plot_robust_win_rates(
     return _save(fig, plt, path)
 
 
-def plot_regret(regret: Sequence[float], num_responses: int, path, title: str = "") -> Path:
+def plot_regret(regret: ArrayLike, num_responses: int, path, title: str = "") -> Path:
     """Cumulative external regret ``Reg_t`` vs ``t`` (log–log) against the √t reference lines.
 
     Dashed: ``sqrt(t ln n / 2)``. Dotted: its value at the horizon ``T``, the bound that Hedge
@@ -83,9 +84,7 @@ def plot_regret(regret: Sequence[float], num_responses: int, path, title: str = 
     return _save(fig, plt, path)
 
 
-def plot_policy(
-    policy: Sequence[float], names: Sequence[str] | None, path, title: str = ""
-) -> Path:
+def plot_policy(policy: ArrayLike, names: Sequence[str] | None, path, title: str = "") -> Path:
     """The policy as horizontal bars over the named responses, largest first."""
     plt = _pyplot()
     policy = np.asarray(policy, dtype=float)
