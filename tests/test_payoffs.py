@@ -161,3 +161,21 @@ def test_the_parallel_ranking_engine_matches_the_scan(ties, monkeypatch):
     jax.clear_caches()
     for a, b in zip(results["scan"], results["parallel"], strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
+
+
+def test_monte_carlo_over_prompts_uses_one_key_per_prompt():
+    rng = np.random.default_rng(4)
+    utilities = rng.integers(0, 4, (3, 5, 4)).astype(np.float64)
+    pop = ua.RankingPopulation(utilities)
+    policies = jnp.asarray(rng.dirichlet(np.ones(4), 3))
+    key = jax.random.key(5)
+    mean, stderr = ua.monte_carlo_payoffs(pop, policies, 2, key, num_samples=4096)
+    assert mean.shape == stderr.shape == (3, 4)
+    for i, prompt_key in enumerate(jax.random.split(key, 3)):
+        single = ua.RankingPopulation(utilities[i])
+        one_mean, _ = ua.monte_carlo_payoffs(single, policies[i], 2, prompt_key, 4096)
+        np.testing.assert_allclose(mean[i], one_mean, rtol=0, atol=1e-12)
+        exact = ua.response_payoffs(single, policies[i], 2)
+        assert np.all(np.abs(mean[i] - exact) < 4.5 * stderr[i] + 1e-12)
+    with pytest.raises(ValueError, match="batch axes must match"):
+        ua.monte_carlo_payoffs(pop, policies[:2], 2, key)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import equinox as eqx
@@ -607,22 +608,37 @@ def count_form_payoffs(form: CountForm, policy) -> Float[Array, "*batch n"]:
 
 
 def monte_carlo_payoffs(pop, policy, k, key, num_samples: int = 4096):
-    """Unbiased Monte Carlo estimate of ``u_k(·, π)`` and its standard error (one prompt).
+    """Unbiased Monte Carlo estimate of ``u_k(·, π)`` and its standard error.
 
     Each sample draws a mixture component, ``k`` i.i.d. opponents and (for a
     ``SampledPopulation``) one user; every response ``y`` is scored on the same draws. For
-    finite populations the expectation over users is taken exactly.
+    finite populations the expectation over users is taken exactly. With prompt axes, each prompt
+    gets its own key (``key`` split over the prompts).
 
     Returns:
-        ``(estimate [n], standard_error [n])``.
+        ``(estimate [..., n], standard_error [..., n])``.
     """
     check_population(pop, exact=False)
     k = static_count(k, "k")
     num_samples = static_count(num_samples, "num_samples", 2)
+    mixture = as_mixture(policy, pop.num_responses)
+    shapes = (pop.batch_shape, mixture.batch_shape)
+    batch = max(shapes, key=len)
+    if any(shape and shape != batch for shape in shapes):
+        raise ValueError(
+            f"population has prompt (batch) axes {pop.batch_shape}, policy has "
+            f"{mixture.batch_shape}; batch axes must match or be absent"
+        )
+    keys = jax.random.split(key, batch) if batch else key
+    in_axes = (0 if pop.batch_shape else None, 0 if mixture.batch_shape else None, 0)
+    estimate = partial(_monte_carlo_one, k=k, num_samples=num_samples)
+    for _ in batch:
+        estimate = jax.vmap(estimate, in_axes=in_axes)
+    return estimate(pop, mixture, keys)
+
+
+def _monte_carlo_one(pop, mixture: ProductMixture, key, *, k: int, num_samples: int):
     n = pop.num_responses
-    mixture = as_mixture(policy, n)
-    if pop.batch_shape or mixture.batch_shape:
-        raise ValueError("monte_carlo_payoffs takes one prompt; vmap it over prompts yourself")
     dtype = float_dtype(mixture.policies)
 
     def one_sample(sample_key):
