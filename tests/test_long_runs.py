@@ -24,8 +24,12 @@ def test_a_run_of_ten_to_the_five_steps_stays_finite_and_on_the_simplex(populati
     assert abs(policy.sum() - 1) < 1e-5
     for name, values in sol.trace._asdict().items():
         assert np.all(np.isfinite(np.asarray(values))), name
-    # The mixture's exploitability is Reg_T / T exactly (T5), so with no-regret dynamics it falls.
-    assert float(sol.trace.mixture_exploitability[-1]) < 0.05, method
+    # Every method stays within the horizon's Hedge regret bound sqrt(T ln n / 2) (measured: at
+    # most 81 of 263), and the mixture's exploitability is Reg_T / T (T5).
+    regret, bound = float(sol.trace.regret[-1]), float(sol.trace.bound[-1])
+    assert regret <= bound, (method, regret, bound)
+    mixture_gap = float(sol.trace.mixture_exploitability[-1])
+    assert mixture_gap <= bound / STEPS and abs(mixture_gap - regret / STEPS) < 1e-5, method
 
 
 def test_results_repeat_exactly_for_a_seed():

@@ -62,22 +62,23 @@ class Progress:
 
 def parse_int_list(text: str, option: str) -> list[int]:
     """``"1,2,4"`` or ``"1-16"`` as a list of positive ints, else a UsageError naming the option."""
-    values: list[int] = []
+    ranges = []
     try:
         for part in text.split(","):
             if "-" in part.strip()[1:]:
                 lo, hi = (int(v) for v in part.split("-", 1))
-                if hi > MAX_LIST_VALUE:
-                    raise UsageError(f"{option} values must be at most {MAX_LIST_VALUE:,}")
-                values.extend(range(lo, hi + 1))
             else:
-                values.append(int(part))
+                lo = hi = int(part)
+            ranges.append((lo, hi))
     except ValueError:
         raise UsageError(f"{option} must be integers like 4, 1,2,4 or 1-16; got {text!r}") from None
-    if not values or min(values) < 1:
+    if min(lo for lo, _ in ranges) < 1:
         raise UsageError(f"{option} must be integers >= 1; got {text!r}")
-    if max(values) > MAX_LIST_VALUE:
+    if max(hi for _, hi in ranges) > MAX_LIST_VALUE:  # checked before a range is expanded
         raise UsageError(f"{option} values must be at most {MAX_LIST_VALUE:,}; got {text!r}")
+    values = [v for lo, hi in ranges for v in range(lo, hi + 1)]
+    if not values:
+        raise UsageError(f"{option} must be integers >= 1; got {text!r}")
     return sorted(set(values))
 
 

@@ -58,7 +58,7 @@ _TOKEN = re.compile(r"\s*([{},]|[^{},\s]+)")
 MAX_ALTERNATIVES = 1_000_000
 MAX_ENTRIES = 2**28
 #: Largest count per data line, and of all lines together (an int64).
-MAX_COUNT = 2**63 - 1
+MAX_VOTERS = 2**63 - 1
 
 
 def _float_dtype(dtype):
@@ -319,7 +319,7 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
             fail(f"count {_short(count_text.strip())} is not an integer")
         if count <= 0:
             fail(f"count must be positive, got {count}")
-        if count > MAX_COUNT:
+        if count > MAX_VOTERS:
             fail(f"count {count} exceeds 2**63 - 1")
         groups = _parse_order(body, n, fail)
         if strict and any(len(g) > 1 for g in groups):
@@ -339,7 +339,7 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
         counts.append(count)
 
     total = sum(counts)
-    if total > MAX_COUNT:
+    if total > MAX_VOTERS:
         raise ValueError(f"{source}: the counts sum to {total}, more than 2**63 - 1 voters")
     counts_arr = np.asarray(counts, dtype=np.int64)
     if "NUMBER VOTERS" in headers:

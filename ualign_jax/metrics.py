@@ -26,6 +26,7 @@ from .payoffs import (
     pl_log_mgf,
     pl_position_integrals,
     pl_scaled_weights,
+    prompt_batch_shape,
     ranking_masses,
     response_payoffs,
     to_response_order,
@@ -154,7 +155,9 @@ def win_rate(pop, policy, k, opponent, ell=1) -> Float[Array, "*batch"]:
     ell = static_count(ell, "ell")
     a = as_mixture(policy, pop.num_responses, "policy")
     b = as_mixture(opponent, pop.num_responses, "opponent")
-    _check_batch_axes(pop, policy=a, opponent=b)
+    prompt_batch_shape(
+        [("pop", pop.batch_shape), ("policy", a.batch_shape), ("opponent", b.batch_shape)]
+    )
     if ell == 1:
         u = response_payoffs(pop, a, k)
         return 1.0 - jnp.sum(b.marginal().astype(u.dtype) * u, axis=-1)
@@ -163,18 +166,6 @@ def win_rate(pop, policy, k, opponent, ell=1) -> Float[Array, "*batch"]:
         return jnp.sum(a.marginal().astype(u.dtype) * u, axis=-1)
 
     return map_prompts(_mixture_win_rate, pop, a, b, k=k, ell=ell)
-
-
-def _check_batch_axes(pop, **mixtures) -> None:
-    """Raise unless every argument's prompt axes equal the longest one's or are absent."""
-    shapes = {"pop": pop.batch_shape, **{name: mx.batch_shape for name, mx in mixtures.items()}}
-    batch = max(shapes.values(), key=len)
-    for name, shape in shapes.items():
-        if shape and shape != batch:
-            raise ValueError(
-                f"{name} has prompt (batch) axes {shape}, but another argument has {batch}; "
-                "batch axes must match or be absent"
-            )
 
 
 def _mixture_win_rate(pop, mine: ProductMixture, theirs: ProductMixture, k: int, ell: int):

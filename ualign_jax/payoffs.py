@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple
 
 import equinox as eqx
@@ -48,6 +47,19 @@ _EXACT_POPULATIONS = (RankingPopulation, PlackettLucePopulation, DenseGame)
 # --------------------------------------------------------------------------- batching
 
 
+def prompt_batch_shape(named_shapes) -> tuple[int, ...]:
+    """The prompt axes shared by ``(name, batch_shape)`` pairs: each equals the longest or is
+    empty; otherwise a ``ValueError`` naming the argument that differs."""
+    batch = max((shape for _, shape in named_shapes), key=len)
+    for name, shape in named_shapes:
+        if shape and shape != batch:
+            raise ValueError(
+                f"{name} has prompt (batch) axes {shape}, but another argument has {batch}; "
+                "batch axes must match or be absent"
+            )
+    return batch
+
+
 def map_prompts(fn, pop, *mixtures, **options):
     """``fn(pop, *mixtures, **options)``, written for one prompt, over shared prompt axes, jitted.
 
@@ -56,13 +68,8 @@ def map_prompts(fn, pop, *mixtures, **options):
     scalars in ``options`` are static, arrays are traced.
     """
     shapes = [pop.batch_shape] + [mx.batch_shape for mx in mixtures]
-    batch = max(shapes, key=len)
-    for name, shape in zip(["population", *["policy"] * len(mixtures)], shapes, strict=True):
-        if shape and shape != batch:
-            raise ValueError(
-                f"{name} has prompt (batch) axes {shape}, but another argument has {batch}; "
-                "batch axes must match or be absent"
-            )
+    names = ["population", *["policy"] * len(mixtures)]
+    batch = prompt_batch_shape(list(zip(names, shapes, strict=True)))
     in_axes = tuple(0 if s else None for s in shapes)
     return jit_over_prompts(fn, in_axes, len(batch), pop, mixtures, options)
 
@@ -514,6 +521,10 @@ def _win_tensor_one(pop, num_players: int):
     return jax.lax.map(slice_for, jnp.arange(n))
 
 
+#: Most axes :func:`win_tensor` builds (past 28 even n = 2 exceeds the entry limit).
+MAX_TENSOR_PLAYERS = 28
+
+
 def win_tensor(pop, num_players: int) -> Float[Array, "*batch ..."]:
     """The dense win tensor ``W[y_0..y_{N-1}] = E_user[pick prob of position 0]``, ``[n]*N``.
 
@@ -528,10 +539,11 @@ def win_tensor(pop, num_players: int) -> Float[Array, "*batch ..."]:
     check_population(pop)
     num_players = static_count(num_players, "num_players")
     n = pop.num_responses
-    if num_players * math.log2(max(n, 2)) > 28 and n > 1 or num_players > 2**28:
+    if num_players > MAX_TENSOR_PLAYERS or n**num_players > 2**28:
         raise ValueError(
-            f"win_tensor would have n**num_players = {n}**{num_players} entries (limit 2**28); "
-            "lower num_players, or use response_payoffs or count_form instead"
+            f"win_tensor would have n**num_players = {n}**{num_players} entries (limit 2**28, "
+            f"and at most {MAX_TENSOR_PLAYERS} players); lower num_players, or use "
+            "response_payoffs or count_form instead"
         )
     return map_prompts(_win_tensor_one, pop, num_players=num_players)
 
@@ -623,18 +635,11 @@ def monte_carlo_payoffs(pop, policy, k, key, num_samples: int = 4096):
     num_samples = static_count(num_samples, "num_samples", 2)
     mixture = as_mixture(policy, pop.num_responses)
     shapes = (pop.batch_shape, mixture.batch_shape)
-    batch = max(shapes, key=len)
-    if any(shape and shape != batch for shape in shapes):
-        raise ValueError(
-            f"population has prompt (batch) axes {pop.batch_shape}, policy has "
-            f"{mixture.batch_shape}; batch axes must match or be absent"
-        )
+    batch = prompt_batch_shape(list(zip(("population", "policy"), shapes, strict=True)))
     keys = jax.random.split(key, batch) if batch else key
-    in_axes = (0 if pop.batch_shape else None, 0 if mixture.batch_shape else None, 0)
-    estimate = partial(_monte_carlo_one, k=k, num_samples=num_samples)
-    for _ in batch:
-        estimate = jax.vmap(estimate, in_axes=in_axes)
-    return estimate(pop, mixture, keys)
+    in_axes = (*(0 if s else None for s in shapes), 0)
+    options = {"k": k, "num_samples": num_samples}
+    return jit_over_prompts(_monte_carlo_one, in_axes, len(batch), pop, (mixture, keys), options)
 
 
 def _monte_carlo_one(pop, mixture: ProductMixture, key, *, k: int, num_samples: int):
