@@ -7,6 +7,8 @@ Each comparison is measured side by side in one process; ratios are what to quot
    implementation of the same closed form (also sorting once, outside the timed call).
 2. ``response_payoffs`` against contracting the dense win tensor ``W_{k+1}`` with π on the same
    game (m=1000 ranking users, n=10, k=6: a 10^7-entry tensor).
+3. The ranking engines (``payoffs.RANKING_ENGINE``) against each other, per Hedge step, on games
+   around the size where ``"auto"`` switches from pairwise comparison to the position scan.
 """
 
 from __future__ import annotations
@@ -121,9 +123,9 @@ def versus_dense(m=1000, n=10, k=6):
     build_s = time.perf_counter() - start
 
     @jax.jit
-    def contract(w, p):
+    def contract(w, p):  # full float32 precision, like ualign_jax's own products
         for _ in range(k):
-            w = w @ p
+            w = jnp.matmul(w, p, precision="highest")
         return w
 
     fast = jax.jit(ua.response_payoffs, static_argnums=2)
@@ -152,12 +154,46 @@ def versus_dense(m=1000, n=10, k=6):
     }
 
 
+ENGINE_GAMES = [
+    (1000, 10, False),
+    (1000, 10, True),
+    (4926, 10, False),
+    (1000, 16, False),
+    (8192, 16, False),
+    (16384, 16, False),
+    (1000, 24, False),
+]
+
+
+def ranking_engines(games=ENGINE_GAMES, k=6):
+    """Per-step time of each ranking engine (forced) on random games; ties where asked."""
+    rows = []
+    for m, n, ties in games:
+        rng = np.random.default_rng(2)
+        utilities = rng.integers(0, 4, (m, n)) if ties else np.argsort(rng.random((m, n)), axis=1)
+        pop = ua.RankingPopulation(utilities.astype(np.float32), rng.random(m).astype(np.float32))
+        pi = jnp.asarray(rng.dirichlet(np.ones(n)).astype(np.float32))
+        row = {"m": m, "n": n, "ties": ties, "auto": ua.payoffs.ranking_engine(n, m)}
+        for engine in ("pairwise", "scan", "parallel"):
+            ua.payoffs.RANKING_ENGINE = engine
+            jax.clear_caches()
+            payoff = lambda p, pop=pop: ua.response_payoffs(pop, p, k)  # noqa: E731
+            seconds = per_step_in_scan(payoff, pi, steps=300)
+            row[f"{engine}_ms"] = 1e3 * seconds
+        ua.payoffs.RANKING_ENGINE = "auto"
+        jax.clear_caches()
+        row["scan_over_pairwise"] = row["scan_ms"] / row["pairwise_ms"]
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="accepted for `ualign bench`; this benchmark is already quick (about a minute)",
+        help="accepted for `ualign bench`; this benchmark is already quick (about two minutes)",
     )
     parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
@@ -168,6 +204,7 @@ def main():
         "jax": jax.__version__,
         "versus_numpy": versus_numpy(),
         "versus_dense_tensor": versus_dense(),
+        "ranking_engines": ranking_engines(),
     }
     (RESULTS / "payoff_speed.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -27,7 +27,7 @@ from .payoffs import (
     pl_position_integrals,
     pl_scaled_weights,
     prompt_batch_shape,
-    ranking_masses,
+    ranking_response_masses,
     response_payoffs,
     to_response_order,
     user_average,
@@ -67,12 +67,6 @@ def _power_from_top(top, drop, s, exponent: int):
     ratio = jnp.clip(drop / safe, 0.0, 1.0)
     log_value = jnp.log(safe) + jnp.log1p(-ratio * s)
     return jnp.where(positive, jnp.exp(float(exponent) * log_value), 0.0)
-
-
-def _response_masses(pop: RankingPopulation, policy):
-    """``(below, tied)`` masses in response order, user-major ``[m, n]``."""
-    below, tied = ranking_masses(pop, policy)
-    return to_response_order(pop, below), to_response_order(pop, tied)
 
 
 def _unit_nodes(degree: int, dtype):
@@ -115,8 +109,8 @@ def _designated_values(pop, own, other, k: int, ell: int):
     """
     dtype = own.dtype
     if isinstance(pop, RankingPopulation):
-        b, p = _response_masses(pop, own)
-        d, q = _response_masses(pop, other)
+        b, p = ranking_response_masses(pop, own)
+        d, q = ranking_response_masses(pop, other)
         s, w_s = _unit_nodes(k - 1 + ell, dtype)
         s = s[:, None, None]
         integrand = _power_from_top(b + p, p, s, k - 1) * _power_from_top(d + q, q, s, ell)
@@ -202,7 +196,7 @@ def _set_wins_one(pop, policy, k: int, sets):
     size = sets.shape[1]
     sets = jnp.asarray(sets)
     if isinstance(pop, RankingPopulation):
-        below, tied = _response_masses(pop, policy)  # [m, n]
+        below, tied = ranking_response_masses(pop, policy)  # [m, n]
         group = to_response_order(pop, pop.tie_lo)  # [m, n] tie-group index, higher = better
         nodes = _unit_nodes(k + size - 1, dtype)
         weights = pop.weights.astype(dtype)
@@ -331,7 +325,7 @@ def _greedy_opponent(pop, mixture: ProductMixture, k: int, ell: int):
 
     if isinstance(pop, RankingPopulation):
         group = to_response_order(pop, pop.tie_lo)  # [m, n] tie-group index, higher = better
-        below, tied = jax.vmap(lambda pi: _response_masses(pop, pi))(policies)  # [T, m, n]
+        below, tied = jax.vmap(lambda pi: ranking_response_masses(pop, pi))(policies)  # [T, m, n]
         nodes = _unit_nodes(k + ell - 1, dtype)
         users = jnp.arange(pop.num_users)
         minus_one = jnp.full(pop.num_users, -1, group.dtype)

@@ -22,6 +22,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, Shaped
 
 from ._combinatorics import all_multisets, log_multinomial, multiset_counts, num_multisets
+from ._linalg import dot, einsum, tensordot
 from ._validation import as_float_array, check_count, check_simplex, float_dtype, static_count
 from .policies import ProductMixture, as_mixture
 from .populations import (
@@ -97,25 +98,44 @@ def check_population(pop, name: str = "pop", exact: bool = True):
     return pop
 
 
+def tree_sum(terms: list):
+    """``terms[0] + terms[1] + ...`` added as a balanced tree (rounding grows as log₂ of n)."""
+    while len(terms) > 1:
+        pairs = [a + b for a, b in zip(terms[0::2], terms[1::2], strict=False)]
+        terms = pairs + terms[2 * len(pairs) :]  # an odd one out waits for the next level
+    return terms[0]
+
+
 #: Users per block in :func:`user_average` (two-level summation).
 USER_BLOCK = 64
 
+#: Users per product when the users are on the last axis (see :func:`user_average`).
+USER_SLICE = 1024
 
-def user_average(weights: Float[Array, " m"], values: Float[Array, "m ..."]):
-    """``Σ_i w_i values[i]`` summed in blocks of ``USER_BLOCK`` users, then over blocks.
 
-    A plain float32 matvec over thousands of users accumulates ~1e-6 error (measured: 1.2e-6 on
-    sushi's 4926 users); two-level summation keeps it near 1e-7.
+def user_average(weights: Float[Array, " m"], values: Array, users_last: bool = False):
+    """``Σ_i w_i values[i]`` summed in two levels: within blocks of users, then over blocks.
+
+    Users are on the first axis of ``values`` (``[m, ...]``, blocks of ``USER_BLOCK``), or on the
+    last (``[..., m]``, static slices of ``USER_SLICE``, so meant for a few thousand users: a
+    nested reduce would be merged by XLA into one plain sum, and batched products of small
+    blocks run 5x slower on CPU). A plain
+    float32 matvec over thousands of users accumulates ~1e-6 error (measured: 1.2e-6 on sushi's
+    4926 users); two-level summation keeps it near 1e-7.
+    Example: ``user_average(w, jnp.ones((m, 3)))`` is ``Σ_i w_i`` in each of the 3 entries.
     """
     values = values.astype(weights.dtype) if values.dtype != weights.dtype else values
     m = weights.shape[0]
+    if users_last:
+        spans = [slice(a, a + USER_SLICE) for a in range(0, m, USER_SLICE)]
+        return tree_sum([dot(values[..., span], weights[span]) for span in spans])
     if m <= USER_BLOCK:
-        return jnp.tensordot(weights, values, axes=1)
+        return tensordot(weights, values)
     pad = (-m) % USER_BLOCK
     w = jnp.pad(weights, (0, pad)).reshape(-1, USER_BLOCK)
     v = jnp.pad(values, [(0, pad)] + [(0, 0)] * (values.ndim - 1))
     v = v.reshape(-1, USER_BLOCK, *values.shape[1:])
-    return jnp.sum(jnp.einsum("bk,bk...->b...", w, v), axis=0)
+    return jnp.sum(einsum("bk,bk...->b...", w, v), axis=0)
 
 
 #: Entries (users x responses) per chunk when a population leaves ``user_chunk`` unset.
@@ -129,14 +149,15 @@ def user_chunk_size(pop) -> int:
     return max(USER_BLOCK, CHUNK_ENTRIES // pop.num_responses)
 
 
-def chunked_user_sum(pop, per_chunk):
+def chunked_user_sum(pop, per_chunk, max_chunk: int | None = None):
     """``Σ_chunks per_chunk(users of the chunk)`` with one chunk live at a time (unbatched pop).
 
     ``per_chunk(sub_pop) -> [n]`` sums over the users it is given (with their weights). Chunks
-    are ``user_chunk_size(pop)`` users; the last one is shifted back to end at user ``m`` and the
-    users it shares with the previous chunk get weight 0, so no padded copy is made.
+    are ``user_chunk_size(pop)`` users, at most ``max_chunk``; the last one is shifted back to end
+    at user ``m`` and the users it shares with the previous chunk get weight 0, so no padded copy
+    is made.
     """
-    m, chunk = pop.num_users, user_chunk_size(pop)
+    m, chunk = pop.num_users, min(user_chunk_size(pop), max_chunk or pop.num_users)
     if m <= chunk:
         return per_chunk(pop)
 
@@ -221,18 +242,55 @@ def compensated_add(total, compensation, value):
     return new_total, compensation + lost
 
 
-#: How the ranking closed form accumulates mass over sorted positions: ``"scan"`` (a sequential
-#: loop over positions with all users at once, compensated sums; fastest on CPU), ``"parallel"``
-#: (cumulative sums, no sequential loop: for accelerators, where each loop step is a kernel
-#: launch) or ``"auto"`` (scan on CPU, parallel elsewhere).
+#: How the ranking closed form finds each response's π-mass below and tied, per user:
+#: ``"pairwise"`` (compares every pair of responses, O(m·n²) work with no sort, gather or loop;
+#: fastest for few responses), ``"scan"`` (a sequential loop over sorted positions with all users
+#: at once, compensated sums; fastest on CPU for more responses), ``"parallel"`` (cumulative sums
+#: over sorted positions, no sequential loop: for accelerators, where each loop step is a kernel
+#: launch) or ``"auto"``: pairwise for small games (``PAIRWISE_MAX_RESPONSES``,
+#: ``PAIRWISE_MAX_USERS``), else the scan on CPU and the parallel engine elsewhere.
 RANKING_ENGINE = "auto"
 
+#: Largest games ``"auto"`` compares pairwise: at most this many responses and users. Measured
+#: per Hedge step on the 2-core CPU (benchmarks/RESULTS.md, float32, k = 6): pairwise is 2.5x
+#: faster than the scan at 1000 x 10 and 5.5x at sushi's 4926 x 10; at 16,384 x 16 the scan is
+#: faster. The engine takes at most ``PAIRWISE_MAX_USERS`` users at a time (its scratch is about
+#: n² floats per user, and its user sum is a few static slices).
+PAIRWISE_MAX_RESPONSES = 16
+PAIRWISE_MAX_USERS = 8192
 
-def ranking_engine() -> str:
-    """The engine ``ranking_masses`` uses now (``RANKING_ENGINE`` resolved for the backend)."""
-    if RANKING_ENGINE != "auto":
+
+def sorted_engine() -> str:
+    """The engine over sorted positions in use now: ``"scan"`` or ``"parallel"``."""
+    if RANKING_ENGINE in ("scan", "parallel"):
         return RANKING_ENGINE
     return "scan" if jax.default_backend() == "cpu" else "parallel"
+
+
+def ranking_engine(num_responses: int, num_users: int) -> str:
+    """The engine the ranking payoffs use now for a game of this size."""
+    small = num_responses <= PAIRWISE_MAX_RESPONSES and num_users <= PAIRWISE_MAX_USERS
+    if RANKING_ENGINE == "pairwise" or (RANKING_ENGINE == "auto" and small):
+        return "pairwise"
+    return sorted_engine()
+
+
+def pairwise_ranking_masses(pop: RankingPopulation, policy: Float[Array, " n"]):
+    """``(below, tied)`` in response order with users last, ``[n, m]``, by comparing responses.
+
+    ``below[y, i] = Σ_z π_z [U_iz < U_iy]`` and ``tied[y, i] = Σ_z π_z [U_iz = U_iy]`` (``y``
+    itself included): ``n`` broadcast comparisons, each a fused elementwise pass over ``[n, m]``.
+    Example: one user with utilities ``[0, 1, 1]`` and ``π = [.5, .25, .25]`` has
+    ``below = [0, .5, .5]`` and ``tied = [.5, .5, .5]``.
+    """
+    utilities = jnp.swapaxes(pop.utilities, -1, -2)
+    mass = jnp.clip(policy, 0.0, None)
+    n = pop.num_responses
+    below = tree_sum([jnp.where(utilities[z] < utilities, mass[z], 0.0) for z in range(n)])
+    if not pop.has_ties:
+        return below, jnp.broadcast_to(mass[:, None], below.shape)
+    tied = tree_sum([jnp.where(utilities[z] == utilities, mass[z], 0.0) for z in range(n)])
+    return below, tied
 
 
 def parallel_ranking_masses(pop: RankingPopulation, policy: Float[Array, " n"], k=None):
@@ -264,7 +322,7 @@ def ranking_masses(pop: RankingPopulation, policy: Float[Array, " n"], k=None):
     mass up to the top of the current group; both step over positions with all ``m`` users at
     once.
     """
-    if ranking_engine() == "parallel":
+    if sorted_engine() == "parallel":
         return parallel_ranking_masses(pop, policy, k)
     in_order = jnp.clip(policy, 0.0, None)[pop.order]
     finish = (lambda b, p: (b, p)) if k is None else (lambda b, p: share(b, p, k))
@@ -303,10 +361,26 @@ def to_response_order(pop: RankingPopulation, sorted_values: Shaped[Array, "n m"
     return jnp.take_along_axis(sorted_values.T, pop.rank, axis=1)
 
 
+def ranking_response_masses(pop: RankingPopulation, policy: Float[Array, " n"]):
+    """``(below, tied)`` π-masses in response order, user-major ``[m, n]`` (any engine)."""
+    if ranking_engine(pop.num_responses, pop.num_users) == "pairwise":
+        return tuple(mass.T for mass in pairwise_ranking_masses(pop, policy))
+    below, tied = ranking_masses(pop, policy)
+    return to_response_order(pop, below), to_response_order(pop, tied)
+
+
 def _ranking_payoffs(pop: RankingPopulation, policy, k):
+    if ranking_engine(pop.num_responses, pop.num_users) == "pairwise":
+
+        def per_chunk(sub: RankingPopulation):
+            shares = share(*pairwise_ranking_masses(sub, policy), k)  # [n, users]
+            return user_average(sub.weights.astype(shares.dtype), shares, users_last=True)
+
+        return chunked_user_sum(pop, per_chunk, max_chunk=PAIRWISE_MAX_USERS)
+
     def per_chunk(sub: RankingPopulation):
-        u_sorted = ranking_masses(sub, policy, k)
-        return user_average(sub.weights.astype(u_sorted.dtype), to_response_order(sub, u_sorted))
+        shares = to_response_order(sub, ranking_masses(sub, policy, k))
+        return user_average(sub.weights.astype(shares.dtype), shares)
 
     return chunked_user_sum(pop, per_chunk)
 
