@@ -1,5 +1,8 @@
 """float32 against float64 on the same inputs, extreme k, and finiteness."""
 
+import re
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -76,9 +79,12 @@ def test_large_utilities_and_huge_spread():
     np.testing.assert_allclose(policy @ u, 0.25, atol=1e-15)
 
 
-def test_float32_sum_over_thousands_of_users_stays_accurate():
+@pytest.mark.parametrize("engine", ["pairwise", "scan"])
+def test_float32_sum_over_thousands_of_users_stays_accurate(engine, monkeypatch):
     # A plain float32 matvec over sushi's 4926 users was off by 5e-6 at the point mass; the
-    # two-level user sum keeps float32 within a few 1e-7 of float64.
+    # two-level user sum keeps float32 within a few 1e-7 of float64, in either layout.
+    monkeypatch.setattr(ua.payoffs, "RANKING_ENGINE", engine)
+    jax.clear_caches()  # compiled programs are cached per argument, not per engine
     p64 = jnp.zeros(10, jnp.float64).at[6].set(1.0)
     for k in (2, 8):
         e64 = float(ua.exploitability(ua.load_dataset("sushi", dtype=jnp.float64), p64, k))
@@ -88,6 +94,8 @@ def test_float32_sum_over_thousands_of_users_stays_accurate():
             )
         )
         assert abs(e32 - e64) < 5e-7, (k, e32, e64)
+    monkeypatch.undo()
+    jax.clear_caches()
 
 
 def test_float32_payoffs_stay_accurate_for_ten_thousand_responses():
@@ -102,3 +110,37 @@ def test_float32_payoffs_stay_accurate_for_ten_thousand_responses():
         ua.RankingPopulation(utilities.astype(np.float64)), jnp.asarray(policy, jnp.float64), k
     )
     assert np.max(np.abs(np.asarray(u32, np.float64) - np.asarray(u64))) <= 2e-7
+
+
+def dot_precisions(fn, *args) -> list[str]:
+    """The precision of every dot product in ``fn``'s lowered program."""
+    text = jax.jit(fn).lower(*args).as_text()
+    return re.findall(r"stablehlo\.dot_general .*?precision = \[(\w+), \w+\]", text)
+
+
+def test_every_product_asks_for_full_float32_precision():
+    # By default XLA may round float32 products to TensorFloat32 on GPUs and to bfloat16 on TPUs
+    # (errors near 1e-3); on CPU the request changes nothing, so the program text is checked.
+    rng = np.random.default_rng(2)
+    policy = jnp.asarray(rng.dirichlet(np.ones(4)), jnp.float32)
+    rankings = ua.RankingPopulation(rng.random((70, 4)).astype(np.float32))
+    wide = ua.RankingPopulation(rng.random((5, 20)).astype(np.float32))  # the scan engine
+    wide_policy = jnp.full(20, 0.05, jnp.float32)
+    plackett_luce = ua.PlackettLucePopulation(rng.normal(size=(6, 4)).astype(np.float32))
+    game = ua.DenseGame(ua.win_tensor(rankings, 3))
+    mixture = ua.ProductMixture(jnp.stack([policy, jnp.full(4, 0.25, jnp.float32)]))
+    calls = [
+        (lambda pol: ua.response_payoffs(rankings, pol, 3), policy),
+        (lambda pol: ua.response_payoffs(wide, pol, 3), wide_policy),
+        (lambda pol: ua.response_payoffs(plackett_luce, pol, 3), policy),
+        (lambda pol: ua.response_payoffs(game, pol, 2), policy),
+        (lambda pol: ua.win_rate(rankings, pol, 2, mixture, ell=2), policy),
+        (lambda pol: ua.exploitability(plackett_luce, pol, 2), policy),
+        (lambda pol: ua.robust_win_rate(rankings, pol, 2, ell=2), policy),
+        (lambda pol: ua.count_form_payoffs(ua.count_form(rankings, 3), pol), policy),
+        (lambda pol: ua.solve(rankings, 2, method="regret_matching_plus", steps=3).policy, policy),
+        (lambda pol: ua.solve(rankings, 2, method="logit_gradient", steps=3).policy, policy),
+    ]
+    found = [dot_precisions(fn, arg) for fn, arg in calls]
+    assert all(found), [i for i, precisions in enumerate(found) if not precisions]
+    assert {p for precisions in found for p in precisions} == {"HIGHEST"}, found

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ._linalg import dot
+
 __all__ = [
     "Dynamics",
     "hedge",
@@ -222,7 +224,7 @@ def regret_matching_plus() -> Dynamics:
     def step(state, payoff_fn, t):
         del t
         g = payoff_fn(state.policy)
-        q = jnp.maximum(state.positive_regret + g - state.policy @ g, 0.0)
+        q = jnp.maximum(state.positive_regret + g - dot(state.policy, g), 0.0)
         total = jnp.sum(q)
         uniform = jnp.full_like(q, 1.0 / q.shape[-1])
         policy = jnp.where(total > 0, q / jnp.where(total > 0, total, 1.0), uniform)
@@ -256,7 +258,7 @@ def logit_gradient(optimizer: optax.GradientTransformation | None = None) -> Dyn
     def step(state, payoff_fn, t):
         del t
         g = payoff_fn(state.policy)
-        ascent = state.policy * (g - state.policy @ g)
+        ascent = state.policy * (g - dot(state.policy, g))
         with jax.numpy_dtype_promotion("standard"):  # optax mixes Python ints into its updates
             updates, opt_state = optimizer.update(-ascent, state.optimizer_state, state.logits)
             logits = optax.apply_updates(state.logits, updates)

@@ -16,6 +16,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from ._combinatorics import all_multisets, num_multisets, rotations
+from ._linalg import dot, einsum
 from ._validation import check_count, static_count
 from .payoffs import (
     check_population,
@@ -98,7 +99,7 @@ def _tied_top_share(count, below, tied, k: int, s, w_s):
     s = s[:, None]
     c = count.astype(below.dtype)
     own = jnp.exp((c - 1) * jnp.log1p(-s))  # t^(c-1), c >= 1 and s < 1
-    return w_s @ (c * own * _power_from_top(below + tied, tied, s, k))
+    return dot(w_s, c * own * _power_from_top(below + tied, tied, s, k))
 
 
 def _designated_values(pop, own, other, k: int, ell: int):
@@ -114,7 +115,7 @@ def _designated_values(pop, own, other, k: int, ell: int):
         s, w_s = _unit_nodes(k - 1 + ell, dtype)
         s = s[:, None, None]
         integrand = _power_from_top(b + p, p, s, k - 1) * _power_from_top(d + q, q, s, ell)
-        return user_average(pop.weights.astype(dtype), jnp.einsum("q,qmn->mn", w_s, integrand))
+        return user_average(pop.weights.astype(dtype), einsum("q,qmn->mn", w_s, integrand))
     if isinstance(pop, PlackettLucePopulation):
 
         def one_user(log_weights):
@@ -166,8 +167,10 @@ def _mixture_win_rate(pop, mine: ProductMixture, theirs: ProductMixture, k: int,
     """``Σ_t Σ_s α_t β_s k <π_t, v(·; π_t, σ_s)>`` for one prompt."""
 
     def against(own):
-        per_other = jax.vmap(lambda other: k * own @ _designated_values(pop, own, other, k, ell))
-        return theirs.weights.astype(own.dtype) @ per_other(theirs.policies.astype(own.dtype))
+        per_other = jax.vmap(
+            lambda other: k * dot(own, _designated_values(pop, own, other, k, ell))
+        )
+        return dot(theirs.weights.astype(own.dtype), per_other(theirs.policies.astype(own.dtype)))
 
     return mixture_average(against, mine)
 
@@ -321,7 +324,7 @@ def _greedy_opponent(pop, mixture: ProductMixture, k: int, ell: int):
     weights = pop.weights.astype(dtype)
 
     def average(shares):  # [T, m] -> Σ_t α_t Σ_i w_i shares[t, i]
-        return alphas @ jax.vmap(lambda share: user_average(weights, share))(shares)
+        return dot(alphas, jax.vmap(lambda share: user_average(weights, share))(shares))
 
     if isinstance(pop, RankingPopulation):
         group = to_response_order(pop, pop.tie_lo)  # [m, n] tie-group index, higher = better

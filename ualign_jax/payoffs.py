@@ -3,7 +3,9 @@
 ``u_k(y, π) = WR(δ_y, π^{⊗k})`` is the payoff of naming ``y`` against ``k`` i.i.d. copies of
 ``π`` (THEORY §3). Engines, from fastest to most general:
 
-* ranking users: the closed form ``(1/(k+1)) Σ_j x^j b^(k-j)`` after one sort per user, O(m·n);
+* ranking users: the closed form ``(1/(k+1)) Σ_j x^j b^(k-j)``, with the π-mass below and tied
+  with each response found by comparing every pair of responses (small games, O(m·n²), no loop)
+  or by one pass over each user's sorted order (O(m·n) after one sort per user, at construction);
 * Plackett–Luce users: ``W_y ∫_0^∞ e^{-W_y t} M(t)^k dt`` by a trapezoid rule in ``log t``;
 * dense games: contraction of the win tensor;
 * anything with a choice rule: the dense win tensor and its symmetric count form, and an
@@ -177,7 +179,7 @@ def mixture_average(fn, mixture: ProductMixture):
     if mixture.num_components == 1:  # a plain policy: skip the vmap (it costs layout changes)
         return fn(mixture.policies[0])
     values = jax.vmap(fn)(mixture.policies)
-    return jnp.tensordot(mixture.weights.astype(values.dtype), values, axes=1)
+    return tensordot(mixture.weights.astype(values.dtype), values)
 
 
 # --------------------------------------------------------------------------- ranking users
@@ -424,7 +426,7 @@ def pl_position_integrals(pick_weights, grid: LogTimeGrid, log_field):
     """``W ∫ e^{-W t} exp(log_field(t)) dt`` for each entry of ``pick_weights`` (one user)."""
     field = grid.weights * jnp.exp(log_field)
     decay = jnp.exp(-grid.times[:, None] * pick_weights[None, :])
-    return pick_weights * (field @ decay)
+    return pick_weights * dot(field, decay)
 
 
 def pl_log_mgf(scaled_weights, policy, grid: LogTimeGrid):
@@ -435,8 +437,8 @@ def pl_log_mgf(scaled_weights, policy, grid: LogTimeGrid):
     """
     wt = grid.times[:, None] * scaled_weights[None, :]
     pi = jnp.clip(policy, 0.0, None)
-    deficit = -jnp.expm1(-wt) @ pi
-    mass = jnp.exp(-wt) @ pi
+    deficit = dot(-jnp.expm1(-wt), pi)
+    mass = dot(jnp.exp(-wt), pi)
     tiny = jnp.finfo(mass.dtype).tiny
     small = deficit < 0.5
     return jnp.where(
@@ -471,7 +473,7 @@ def _user_batch(pop) -> int:
 def contract_opponents(tensor, policies):
     """Contract the trailing axes of ``tensor`` with the given policies, last axis first."""
     for p in reversed(policies):
-        tensor = tensor @ p
+        tensor = dot(tensor, p)
     return tensor
 
 
@@ -590,7 +592,7 @@ def _win_tensor_one(pop, num_players: int):
         b = base[:, y0, :]
         left = _khatri_rao_power(b, half) * coef[:, y0, None]
         right = _khatri_rao_power(b, opponents - half)
-        return (left.T @ right).reshape((n,) * opponents)
+        return dot(left.T, right).reshape((n,) * opponents)
 
     return jax.lax.map(slice_for, jnp.arange(n))
 
@@ -683,11 +685,11 @@ def count_form_payoffs(form: CountForm, policy) -> Float[Array, "*batch n"]:
     check_simplex(p, "policy")
     log_p = jnp.log(jnp.where(p > 0, p, 1.0))
     zero_hit = jnp.any((form.counts > 0) & (p[..., None, :] <= 0), axis=-1)
-    log_prob = form.log_multinomial.astype(p.dtype) + jnp.einsum(
+    log_prob = form.log_multinomial.astype(p.dtype) + einsum(
         "rz,...z->...r", form.counts.astype(p.dtype), log_p
     )
     prob = jnp.where(zero_hit, 0.0, jnp.exp(log_prob))
-    return jnp.einsum("...yr,...r->...y", form.table.astype(p.dtype), prob)
+    return einsum("...yr,...r->...y", form.table.astype(p.dtype), prob)
 
 
 # --------------------------------------------------------------------------- Monte Carlo
@@ -730,7 +732,7 @@ def _monte_carlo_one(pop, mixture: ProductMixture, key, *, k: int, num_samples: 
             return jax.vmap(lambda pool: pop.choose(user, pool)[0])(pools).astype(dtype)
         picks = jax.vmap(pop.pick_probabilities)(pools)[..., 0]  # [n, m]
         weights = getattr(pop, "weights", jnp.ones(1, dtype))
-        return (picks @ weights.astype(picks.dtype)).astype(dtype)
+        return dot(picks, weights.astype(picks.dtype)).astype(dtype)
 
     samples = jax.vmap(one_sample)(jax.random.split(key, num_samples))
     mean = samples.mean(axis=0)

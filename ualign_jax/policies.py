@@ -11,6 +11,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ._linalg import einsum
 from ._validation import as_float_array, check_simplex, check_weights, static_count
 
 __all__ = ["ProductMixture", "as_mixture", "uniform_policy"]
@@ -60,7 +61,7 @@ class ProductMixture(eqx.Module):
 
     def marginal(self) -> Float[Array, "*batch n"]:
         """The single-output policy ``Σ_t α_t π_t`` (one draw from the mixture)."""
-        return jnp.einsum("...t,...tn->...n", self.weights, self.policies)
+        return einsum("...t,...tn->...n", self.weights, self.policies)
 
 
 def as_mixture(policy, num_responses: int, name: str = "policy") -> ProductMixture:

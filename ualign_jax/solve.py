@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
+from ._linalg import dot
 from ._validation import static_count
 from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .dynamics import (
@@ -189,7 +190,7 @@ def _advance_one(pop, state: RunState, *, config: RunConfig, length: int) -> Run
     def advance(state: RunState, t):
         inner, played, g = dynamics.step(state.dynamics, payoff_fn, t)
         total_payoff = state.total_payoff + g
-        total_value = state.total_value + played @ g
+        total_value = state.total_value + dot(played, g)
         best = jnp.max(total_payoff)
         slot = (t - 1) // config.stride
         keep = jnp.where((t - 1) % config.stride == 0, played, state.kept[slot])
