@@ -118,12 +118,12 @@ USER_SLICE = 1024
 def user_average(weights: Float[Array, " m"], values: Array, users_last: bool = False):
     """``Σ_i w_i values[i]`` summed in two levels: within blocks of users, then over blocks.
 
-    Users are on the first axis of ``values`` (``[m, ...]``, blocks of ``USER_BLOCK``), or on the
-    last (``[..., m]``, static slices of ``USER_SLICE``, so meant for a few thousand users: a
-    nested reduce would be merged by XLA into one plain sum, and batched products of small
-    blocks run 5x slower on CPU). A plain
-    float32 matvec over thousands of users accumulates ~1e-6 error (measured: 1.2e-6 on sushi's
-    4926 users); two-level summation keeps it near 1e-7.
+    A plain float32 matvec over thousands of users accumulates ~1e-6 error (measured: 1.2e-6 on
+    sushi's 4926 users); two-level summation keeps it near 1e-7. Users are on the first axis of
+    ``values`` (``[m, ...]``, blocks of ``USER_BLOCK``) or, with ``users_last``, on the last
+    (``[..., m]``, one product per static slice of ``USER_SLICE``, so meant for a few thousand
+    users: XLA merges nested reduces into one plain sum, and batched products of small blocks
+    run 5x slower on CPU).
     Example: ``user_average(w, jnp.ones((m, 3)))`` is ``Σ_i w_i`` in each of the 3 entries.
     """
     values = values.astype(weights.dtype) if values.dtype != weights.dtype else values
@@ -254,10 +254,10 @@ def compensated_add(total, compensation, value):
 RANKING_ENGINE = "auto"
 
 #: Largest games ``"auto"`` compares pairwise: at most this many responses and users. Measured
-#: per Hedge step on the 2-core CPU (benchmarks/RESULTS.md, float32, k = 6): pairwise is 2.5x
-#: faster than the scan at 1000 x 10 and 5.5x at sushi's 4926 x 10; at 16,384 x 16 the scan is
-#: faster. The engine takes at most ``PAIRWISE_MAX_USERS`` users at a time (its scratch is about
-#: n² floats per user, and its user sum is a few static slices).
+#: per Hedge step on the 2-core CPU (benchmarks/RESULTS.md, float32, k = 6): pairwise is about
+#: 3x faster than the scan at 1000 x 10 and 4926 x 10, 2.6x at 8192 x 16, even at 16,384 x 16.
+#: The engine takes at most ``PAIRWISE_MAX_USERS`` users at a time (its scratch is about n²
+#: floats per user, and its user sum is a few static slices).
 PAIRWISE_MAX_RESPONSES = 16
 PAIRWISE_MAX_USERS = 8192
 
