@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import platform
 import time
@@ -177,7 +178,7 @@ def ranking_engines(games=ENGINE_GAMES, k=6):
         for engine in ("pairwise", "scan", "parallel"):
             ua.payoffs.RANKING_ENGINE = engine
             jax.clear_caches()
-            payoff = lambda p, pop=pop: ua.response_payoffs(pop, p, k)  # noqa: E731
+            payoff = functools.partial(ua.response_payoffs, pop, k=k)
             seconds = per_step_in_scan(payoff, pi, steps=300)
             row[f"{engine}_ms"] = 1e3 * seconds
         ua.payoffs.RANKING_ENGINE = "auto"

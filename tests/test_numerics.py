@@ -80,11 +80,10 @@ def test_large_utilities_and_huge_spread():
 
 
 @pytest.mark.parametrize("engine", ["pairwise", "scan"])
-def test_float32_sum_over_thousands_of_users_stays_accurate(engine, monkeypatch):
+def test_float32_sum_over_thousands_of_users_stays_accurate(engine, force_ranking_engine):
     # A plain float32 matvec over sushi's 4926 users was off by 5e-6 at the point mass; the
     # two-level user sum keeps float32 within a few 1e-7 of float64, in either layout.
-    monkeypatch.setattr(ua.payoffs, "RANKING_ENGINE", engine)
-    jax.clear_caches()  # compiled programs are cached per argument, not per engine
+    force_ranking_engine(engine)
     p64 = jnp.zeros(10, jnp.float64).at[6].set(1.0)
     for k in (2, 8):
         e64 = float(ua.exploitability(ua.load_dataset("sushi", dtype=jnp.float64), p64, k))
@@ -94,8 +93,6 @@ def test_float32_sum_over_thousands_of_users_stays_accurate(engine, monkeypatch)
             )
         )
         assert abs(e32 - e64) < 5e-7, (k, e32, e64)
-    monkeypatch.undo()
-    jax.clear_caches()
 
 
 def test_float32_payoffs_stay_accurate_for_ten_thousand_responses():

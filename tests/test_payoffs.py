@@ -142,7 +142,7 @@ def test_dense_game_rejects_inconsistent_tensors():
 
 
 @pytest.mark.parametrize("ties", [True, False])
-def test_the_ranking_engines_agree(ties, monkeypatch):
+def test_the_ranking_engines_agree(ties, force_ranking_engine):
     """Pairwise comparisons and cumulative sums (used on accelerators) against the scan."""
     rng = np.random.default_rng(11)
     utilities = rng.integers(0, 4, (70, 6)) if ties else np.argsort(rng.random((70, 6)), axis=1)
@@ -151,15 +151,12 @@ def test_the_ranking_engines_agree(ties, monkeypatch):
     policy = policy.at[2].set(0.0) / (1.0 - policy[2])
     results = {}
     for engine in ("scan", "parallel", "pairwise"):
-        monkeypatch.setattr(ua.payoffs, "RANKING_ENGINE", engine)
-        jax.clear_caches()  # compiled programs are cached per argument, not per engine
+        force_ranking_engine(engine)
         assert ua.payoffs.ranking_engine(6, 70) == engine
         results[engine] = [ua.response_payoffs(pop, policy, k) for k in (1, 4, 30)] + [
             ua.robust_win_rate(pop, policy, 3, ell=2),
             ua.robust_win_rate(pop, policy, 3, ell=1),
         ]
-    monkeypatch.undo()
-    jax.clear_caches()
     for engine in ("parallel", "pairwise"):
         for a, b in zip(results["scan"], results[engine], strict=True):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)

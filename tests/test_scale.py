@@ -48,12 +48,11 @@ SCRATCH_FIXED_BYTES = 4096
 
 
 @pytest.mark.parametrize("engine", ["pairwise", "scan", "plackett_luce"])
-def test_chunked_users_bound_the_scratch_memory(engine, monkeypatch):
+def test_chunked_users_bound_the_scratch_memory(engine, force_ranking_engine):
     n, chunk = 16, 256
     rng = np.random.default_rng(0)
     if engine != "plackett_luce":
-        monkeypatch.setattr(ua.payoffs, "RANKING_ENGINE", engine)
-        jax.clear_caches()
+        force_ranking_engine(engine)
     make = ua.PlackettLucePopulation if engine == "plackett_luce" else ua.RankingPopulation
     small, large = (make(rng.random((m, n)).astype(np.float32)) for m in (1024, 8192))
     chunked = [temporary_bytes(p.with_user_chunk(chunk)) for p in (small, large)]
@@ -72,8 +71,6 @@ def test_chunked_users_bound_the_scratch_memory(engine, monkeypatch):
         rtol=0,
         atol=2e-7,
     )
-    monkeypatch.undo()
-    jax.clear_caches()  # compiled programs are cached per argument, not per engine
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 10, 11])

@@ -122,8 +122,8 @@ def user_average(weights: Float[Array, " m"], values: Array, users_last: bool = 
     sushi's 4926 users); two-level summation keeps it near 1e-7. Users are on the first axis of
     ``values`` (``[m, ...]``, blocks of ``USER_BLOCK``) or, with ``users_last``, on the last
     (``[..., m]``, one product per static slice of ``USER_SLICE``, so meant for a few thousand
-    users: XLA merges nested reduces into one plain sum, and batched products of small blocks
-    run 5x slower on CPU).
+    users: XLA merges nested reduces into one plain sum, and batched products over blocks of 64
+    users ran 3-5x slower on CPU).
     Example: ``user_average(w, jnp.ones((m, 3)))`` is ``Σ_i w_i`` in each of the 3 entries.
     """
     values = values.astype(weights.dtype) if values.dtype != weights.dtype else values
@@ -255,9 +255,9 @@ RANKING_ENGINE = "auto"
 
 #: Largest games ``"auto"`` compares pairwise: at most this many responses and users. Measured
 #: per Hedge step on the 2-core CPU (benchmarks/RESULTS.md, float32, k = 6): pairwise is about
-#: 3x faster than the scan at 1000 x 10 and 4926 x 10, 2.6x at 8192 x 16, even at 16,384 x 16.
-#: The engine takes at most ``PAIRWISE_MAX_USERS`` users at a time (its scratch is about n²
-#: floats per user, and its user sum is a few static slices).
+#: 3x faster than the scan at 1000 x 10 and 4926 x 10, 2.6x at 8192 x 16, 1.3x at 1000 x 24.
+#: The user limit bounds scratch (about n² floats per user) and the static slices of the user
+#: sum; past it the engine works in chunks of ``PAIRWISE_MAX_USERS`` (1.1x at 16,384 x 16).
 PAIRWISE_MAX_RESPONSES = 16
 PAIRWISE_MAX_USERS = 8192
 
