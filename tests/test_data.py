@@ -12,7 +12,7 @@ from ualign_jax.populations import RankingPopulation
 @pytest.mark.parametrize(
     ("name", "num_users", "num_responses", "first_name"),
     [
-        ("sushi", 4926, 10, "ebi (shrimp)"),
+        ("sushi", 4926, 10, "anago (sea eel)"),
         ("netflix", 6, 3, "Shrek (Full-screen)"),
         ("agh", 123, 9, "Course 1"),
         ("debian", 31, 4, "Branden Robinson"),

@@ -44,6 +44,26 @@ DATASETS: dict[str, str] = {
     "debian": "00002-00000001.toc",
 }
 
+#: Corrected alternative names for bundled files whose header names are off by one. PrefLib's
+#: sushi file names alternative ``i`` after Kamishima's item ``i - 1``, but its orders use item
+#: ``i mod 10`` (alternative 10 is item 0, ebi): with these names the 5000 orders equal, as a
+#: multiset, BayesMallows' ``sushi_rankings`` (labelled by item), where toro is the favourite.
+#: Provenance: ``ualign_jax/datasets/README.md``.
+_CORRECTED_NAMES: dict[str, tuple[str, ...]] = {
+    "sushi": (
+        "anago (sea eel)",
+        "maguro (tuna)",
+        "ika (squid)",
+        "uni (sea urchin)",
+        "sake (salmon roe)",
+        "tamago (egg)",
+        "toro (fatty tuna)",
+        "tekka-maki (tuna roll)",
+        "kappa-maki (cucumber roll)",
+        "ebi (shrimp)",
+    ),
+}
+
 #: Supported PrefLib data types: (complete, strict).
 _DATA_TYPES = {
     "soc": (True, True),
@@ -396,6 +416,11 @@ def load_dataset(name: str = "sushi", dtype=None) -> RankingPopulation:
     ``"sushi"`` (5000 voters, 10 sushi, 4926 distinct orders), ``"netflix"`` (3 films, 6 orders),
     ``"agh"`` (9 courses, 123 orders), ``"debian"`` (4 candidates, 31 orders with ties).
 
+    The raw files are unmodified; the sushi names are corrected here: PrefLib's header names
+    alternative ``i`` after Kamishima's item ``i - 1``, but its data use item ``i mod 10``
+    (checked against an independent copy of the survey; ``ualign_jax/datasets/README.md``).
+    So response 0 is anago and response 9 is ebi; ``load_preflib`` on the file keeps the header.
+
     Args:
         name: one of ``DATASETS``.
         dtype: float dtype; default jnp's default float.
@@ -403,13 +428,18 @@ def load_dataset(name: str = "sushi", dtype=None) -> RankingPopulation:
     Example:
         >>> load_dataset("netflix").num_users
         6
+        >>> load_dataset("sushi").names[6]
+        'toro (fatty tuna)'
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
     dtype = _float_dtype(dtype)
     filename = DATASETS[name]
     text = resources.files("ualign_jax").joinpath("datasets").joinpath(filename).read_text("utf-8")
-    return parse_preflib(text, source=filename).to_population(dtype)
+    data = parse_preflib(text, source=filename)
+    if name in _CORRECTED_NAMES:
+        data = dataclasses.replace(data, names=_CORRECTED_NAMES[name])
+    return data.to_population(dtype)
 
 
 PREFLIB_SUFFIXES = (".soc", ".soi", ".toc", ".toi")
