@@ -148,3 +148,50 @@ def test_file_level_errors(tmp_path):
         load_preflib(unknown)
     with pytest.raises(ValueError, match=r"votes\.toc:1: expected"):
         parse_preflib("1 2,1\n", source="votes.toc")
+
+
+@pytest.mark.parametrize(
+    ("header", "line", "what"),
+    [
+        ("# ALTERNATIVE NAME 1: A\n# ALTERNATIVE NAME 2: A\n", 4, "alternative 1 .line 3."),
+        ("# ALTERNATIVE NAME 1: A\n# ALTERNATIVE NAME 2:\n", 4, "alternative 2 has an empty name"),
+        ("# ALTERNATIVE NAME 1: 2\n", 3, "default name of unnamed alternative 2"),
+    ],
+)
+def test_repeated_or_empty_names_are_refused_with_their_line(tmp_path, header, line, what):
+    path = tmp_path / "names.soc"
+    path.write_text(HEAD.replace("{dt}", "soc") + header + "1: 1,2,3,4\n")
+    with pytest.raises(ValueError, match=what) as info:
+        load_preflib(path)
+    assert f"names.soc:{line}:" in str(info.value)
+
+
+def test_an_alternative_may_carry_its_own_default_name():
+    data = parse_preflib("# ALTERNATIVE NAME 2: 2\n# ALTERNATIVE NAME 1: b\n1: 1,2\n", "x.soc")
+    assert data.names == ("b", "2")
+
+
+@pytest.mark.parametrize(
+    ("names", "what"),
+    [
+        (["A", "B", "A"], r"'names'\[0\] and 'names'\[2\] are both 'A'"),
+        (["A", " ", "C"], r"'names'\[1\] is empty"),
+        (np.array([b"A", b"\xff", b"C"]), r"'names'\[1\] is not UTF-8"),
+    ],
+)
+def test_npz_names_must_be_unique_and_non_empty(tmp_path, names, what):
+    from ualign_jax.data import load_population
+
+    path = tmp_path / "users.npz"
+    np.savez(path, utilities=np.eye(3), names=np.asarray(names))
+    with pytest.raises(ValueError, match=what) as info:
+        load_population(path)
+    assert "users.npz" in str(info.value)
+
+
+def test_npz_byte_names_are_decoded(tmp_path):
+    from ualign_jax.data import load_population
+
+    path = tmp_path / "users.npz"
+    np.savez(path, utilities=np.eye(2), names=np.array([b"caf\xc3\xa9", b"tea"]))
+    assert load_population(path).names == ("café", "tea")

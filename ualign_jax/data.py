@@ -9,6 +9,10 @@ A line with ``G`` groups becomes a utility vector: group ``g`` (0 = best) gets `
 unranked alternatives get 0, so ties are exactly equal floats. The bundled files (see
 ``datasets/README.md`` for their sources and citation) load with :func:`load_dataset`.
 
+Names of alternatives must be unique and non-empty (an unnamed alternative ``i`` is called
+``str(i)``, which no other alternative may be called): names key every output, so a repeat is
+refused with the line that repeats it rather than silently merging two responses.
+
 Errors in a file are ``ValueError("<source>:<line>: <what is wrong>")`` with a 1-based line;
 problems of the whole file (no data lines, unknown data type) name the source only.
 """
@@ -223,6 +227,7 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
     lines = text.splitlines()
     headers: dict[str, tuple[str, int]] = {}
     names_by_id: dict[int, tuple[str, int]] = {}
+    name_lines: dict[str, tuple[int, int]] = {}  # name -> (alternative, line)
     data: list[tuple[int, str]] = []
 
     def fail_at(lineno: int, message: str):
@@ -248,7 +253,17 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
                     )
                 if idx in names_by_id:
                     fail_at(lineno, f"alternative {idx} is named twice")
+                if not value:
+                    fail_at(lineno, f"alternative {idx} has an empty name")
+                if value in name_lines:
+                    other, other_line = name_lines[value]
+                    fail_at(
+                        lineno,
+                        f"alternative {idx} is named {_short(value)} like alternative {other} "
+                        f"(line {other_line}); names must be unique",
+                    )
                 names_by_id[idx] = (value, lineno)
+                name_lines[value] = (idx, lineno)
             else:
                 headers.setdefault(key, (value, lineno))
         else:
@@ -353,6 +368,14 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
                 f"NUMBER VOTERS is {declared} but the counts on the data lines sum to {total}",
             )
 
+    for name, (idx, lineno) in name_lines.items():  # an explicit name equal to a default one
+        default = int(name) if re.fullmatch(r"[1-9]\d{0,6}", name) else 0
+        if default != idx and 1 <= default <= n and default not in names_by_id:
+            fail_at(
+                lineno,
+                f"alternative {idx} is named {name!r}, the default name of unnamed alternative "
+                f"{default}; names must be unique (name alternative {default} too)",
+            )
     names = tuple(names_by_id[i][0] if i in names_by_id else str(i) for i in range(1, n + 1))
     title = headers.get("TITLE", ("", 0))[0]
     return PreflibData(np.stack(rows), counts_arr, names, data_type, title)
@@ -410,6 +433,29 @@ def load_dataset(name: str = "sushi", dtype=None) -> RankingPopulation:
     filename = DATASETS[name]
     text = resources.files("ualign_jax").joinpath("datasets").joinpath(filename).read_text("utf-8")
     return parse_preflib(text, source=filename).to_population(dtype)
+
+
+def _unique_names(names: np.ndarray, path) -> list[str]:
+    """The ``.npz`` ``names`` as strings; empty or repeated names are a ``ValueError``."""
+    result: list[str] = []
+    first: dict[str, int] = {}
+    for i, name in enumerate(names.tolist()):
+        if isinstance(name, bytes):
+            try:
+                name = name.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}: 'names'[{i}] is not UTF-8 text") from None
+        name = str(name)
+        if not name.strip():
+            raise ValueError(f"{path}: 'names'[{i}] is empty; every response needs a name")
+        if name in first:
+            raise ValueError(
+                f"{path}: 'names'[{first[name]}] and 'names'[{i}] are both {_short(name)}; "
+                "names must be unique"
+            )
+        first[name] = i
+        result.append(name)
+    return result
 
 
 PREFLIB_SUFFIXES = (".soc", ".soi", ".toc", ".toi")
@@ -479,7 +525,7 @@ def load_population(path: str | os.PathLike, dtype=None):
     if names is not None:
         if names.ndim != 1:
             raise ValueError(f"{path}: 'names' must be 1-D, got shape {names.shape}")
-        names = [str(s) for s in names]
+        names = _unique_names(names, path)
     if values.ndim != 2:
         raise ValueError(
             f"{path}: '{kinds[0]}' must be a 2-D [users, responses] array, got shape {values.shape}"
