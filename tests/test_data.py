@@ -195,3 +195,43 @@ def test_npz_byte_names_are_decoded(tmp_path):
     path = tmp_path / "users.npz"
     np.savez(path, utilities=np.eye(2), names=np.array([b"caf\xc3\xa9", b"tea"]))
     assert load_population(path).names == ("café", "tea")
+
+
+def test_a_cast_that_would_merge_distinct_utilities_is_refused(tmp_path):
+    """float32 rounds 1 + 1e-9 to 1: the robust win rate of (0, 1, 0) would read 0.75, not 0.5."""
+    import jax
+    import jax.numpy as jnp
+
+    from ualign_jax.data import load_population
+
+    path = tmp_path / "close.npz"
+    utilities = np.array([[1.0, 1.0 + 1e-9, 0.0], [0.0, 1.0, 1.0 + 1e-9]])
+    np.savez(path, utilities=utilities)
+    with pytest.raises(ValueError, match=r"close\.npz.*responses 0 and 1.*float32.*--x64"):
+        load_population(path, dtype=jnp.float32)
+    if jax.config.jax_enable_x64:  # float64 keeps them apart; the true value is 1/2
+        import ualign_jax as ua
+
+        pop = load_population(path, dtype=jnp.float64)
+        rate = ua.robust_win_rate(pop, jnp.asarray([0.0, 1.0, 0.0], jnp.float64), 1)
+        np.testing.assert_allclose(float(rate), 0.5)
+    np.savez(path, utilities=np.array([[1e39, 0.0]]))
+    with pytest.raises(ValueError, match="beyond the range of float32"):
+        load_population(path, dtype=jnp.float32)
+    np.savez(path, utilities=np.array([[1e-40, 0.0]]))  # subnormal in float32: flushed to 0
+    with pytest.raises(ValueError, match="responses 0 and 1"):
+        load_population(path, dtype=jnp.float32)
+    # ties already in the file, and mere rounding, are fine
+    np.savez(path, utilities=np.array([[0.1, 0.1, 0.3], [1.0 + 1e-9, 2.0, 0.0]]))
+    pop = load_population(path, dtype=jnp.float32)
+    assert pop.dtype == jnp.float32
+
+
+def test_preflib_data_refuses_a_merging_cast():
+    import jax.numpy as jnp
+
+    text = "# DATA TYPE: soc\n1: " + ",".join(str(i) for i in range(1, 2050)) + "\n"
+    data = parse_preflib(text, "wide.soc")
+    with pytest.raises(ValueError, match=r"wide\.soc: user 0 .* float16"):
+        data.to_population(jnp.float16)
+    assert data.to_population(jnp.float32).num_responses == 2049

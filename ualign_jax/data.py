@@ -26,6 +26,7 @@ import zipfile
 from importlib import resources
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -78,6 +79,58 @@ def _float_dtype(dtype):
     return resolved
 
 
+#: Rows of utilities checked at a time by :func:`_cast_utilities` (bounds its extra memory).
+_CAST_CHECK_ENTRIES = 2**22
+
+
+def _cast_utilities(values: np.ndarray, dtype, source: str) -> jnp.ndarray:
+    """``values`` ``[m, n]`` as a ``dtype`` array, refusing a cast that changes any user's ties.
+
+    Rounding to ``dtype`` (and the flush of subnormals to zero that
+    :class:`RankingPopulation` applies) is monotone, so it can only *merge* values: two
+    responses a user tells apart in the file would tie, and every win rate involving them
+    would be silently wrong (docs/theory.md §8). Sorting each row, a merge shows as adjacent
+    values that differ before the cast and are equal after it; overflow to ``inf`` is refused
+    too. Values that are already ties, and values a cast merely rounds, are accepted.
+    """
+    target = np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+    tiny = np.finfo(target).tiny
+    rows = max(1, _CAST_CHECK_ENTRIES // max(values.shape[-1], 1))
+    for start in range(0, values.shape[0], rows):
+        block = values[start : start + rows]
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = block.astype(target)
+        cast = np.where(np.abs(cast) < tiny, np.zeros((), target), cast)
+        overflow = np.isfinite(block) & ~np.isfinite(cast)
+        if overflow.any():
+            i, j = np.argwhere(overflow)[0]
+            raise ValueError(
+                f"{source}: utility {block[i, j]!r} of user {start + i}, response {j} is beyond "
+                f"the range of {target}; rescale the utilities or load with dtype=float64"
+            )
+        order = np.argsort(block, axis=-1, kind="stable")
+        before = np.take_along_axis(block, order, axis=-1)
+        after = np.take_along_axis(cast, order, axis=-1)
+        merged = (before[:, 1:] != before[:, :-1]) & (after[:, 1:] == after[:, :-1])
+        if merged.any():
+            i, j = np.argwhere(merged)[0]
+            a, b = order[i, j], order[i, j + 1]
+            if target == np.float64:
+                advice = "these values are subnormal; rescale the utilities"
+            else:
+                advice = (
+                    "load in float64 (dtype=float64 with jax_enable_x64 on; CLI: --x64) "
+                    "or rescale the utilities"
+                )
+            raise ValueError(
+                f"{source}: user {start + i} gives responses {min(a, b)} and {max(a, b)} the "
+                f"distinct utilities {before[i, j]!r} and {before[i, j + 1]!r}, which {target} "
+                f"rounds to the same value {after[i, j]!r}: the cast would create a tie that "
+                f"is not in the data; {advice}"
+            )
+    return jnp.asarray(values, dtype=target)
+
+
 def _as_path(path, name: str = "path") -> Path:
     if not isinstance(path, str | os.PathLike):
         raise ValueError(f"{name} must be a file path (str or PathLike), got {type(path).__name__}")
@@ -94,6 +147,7 @@ class PreflibData:
         names: ``n`` alternative names (``str(i)`` for alternative ``i`` when the header has none).
         data_type: one of ``"soc" "soi" "toc" "toi"``.
         title: the ``TITLE`` header, or ``""``.
+        source: the file (or name) it was parsed from, for messages.
     """
 
     utilities: np.ndarray
@@ -101,6 +155,7 @@ class PreflibData:
     names: tuple[str, ...]
     data_type: str
     title: str
+    source: str = "<string>"
 
     @property
     def num_alternatives(self) -> int:
@@ -115,10 +170,14 @@ class PreflibData:
 
         Args:
             dtype: float dtype of the arrays; default jnp's default float (float32 unless x64).
+
+        Raises:
+            ValueError: if the cast to ``dtype`` would tie utilities that differ in the data
+                (never for PrefLib's integer utilities in float32, which are exact below 2**24).
         """
         dtype = _float_dtype(dtype)
         return RankingPopulation(
-            jnp.asarray(self.utilities, dtype=dtype),
+            _cast_utilities(self.utilities, dtype, self.source),
             weights=jnp.asarray(self.counts, dtype=dtype),
             names=self.names,
         )
@@ -378,7 +437,7 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
             )
     names = tuple(names_by_id[i][0] if i in names_by_id else str(i) for i in range(1, n + 1))
     title = headers.get("TITLE", ("", 0))[0]
-    return PreflibData(np.stack(rows), counts_arr, names, data_type, title)
+    return PreflibData(np.stack(rows), counts_arr, names, data_type, title, source)
 
 
 def load_preflib(path: str | os.PathLike, dtype=None) -> RankingPopulation:
@@ -466,7 +525,12 @@ def load_population(path: str | os.PathLike, dtype=None):
 
     The ``.npz`` holds ``utilities`` (``[m, n]``, a :class:`RankingPopulation`) or
     ``log_weights`` (``[m, n]``, a :class:`PlackettLucePopulation`), and optionally ``weights``
-    (``[m]``) and ``names`` (``[n]`` strings). Errors name the file and the key.
+    (``[m]``) and ``names`` (``[n]`` unique strings). Errors name the file and the key.
+
+    Utilities are checked against ``dtype``: if rounding them to it would make two responses
+    tie for a user although they differ in the file (``1`` and ``1 + 1e-9`` in float32), the
+    load is refused with a ``ValueError`` that suggests float64 (``--x64`` on the command line)
+    instead of returning a population whose win rates would be silently wrong.
 
     Example:
         >>> import tempfile, pathlib
@@ -530,10 +594,13 @@ def load_population(path: str | os.PathLike, dtype=None):
         raise ValueError(
             f"{path}: '{kinds[0]}' must be a 2-D [users, responses] array, got shape {values.shape}"
         )
-    make = RankingPopulation if kinds[0] == "utilities" else PlackettLucePopulation
+    if kinds[0] == "utilities":
+        make, values = RankingPopulation, _cast_utilities(values, dtype, f"{path}: 'utilities'")
+    else:
+        make, values = PlackettLucePopulation, jnp.asarray(values, dtype)
     try:
         return make(
-            jnp.asarray(values, dtype),
+            values,
             None if weights is None else jnp.asarray(weights, dtype),
             names,
         )
