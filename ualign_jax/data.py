@@ -20,9 +20,9 @@ problems of the whole file (no data lines, unknown data type) name the source on
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
-import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -30,12 +30,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._safe_io import open_npz, read_json, read_npy, read_text
 from .populations import PlackettLucePopulation, RankingPopulation
 
 __all__ = [
     "DATASETS",
     "PreflibData",
     "load_dataset",
+    "load_policy_file",
     "load_population",
     "load_preflib",
     "parse_preflib",
@@ -463,12 +465,7 @@ def load_preflib(path: str | os.PathLike, dtype=None) -> RankingPopulation:
     """
     path = _as_path(path)
     dtype = _float_dtype(dtype)
-    if not path.is_file():
-        raise FileNotFoundError(f"no PrefLib file at {str(path)!r}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    text = read_text(path)
     return parse_preflib(text, source=str(path)).to_population(dtype)
 
 
@@ -548,29 +545,8 @@ def load_population(path: str | os.PathLike, dtype=None):
             f"{path}: unknown data format {path.suffix!r}; expected a PrefLib file "
             f"({', '.join(PREFLIB_SUFFIXES)}) or an .npz with 'utilities' or 'log_weights'"
         )
-    if not path.is_file():
-        raise FileNotFoundError(f"no data file at {str(path)!r}")
-    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except unreadable as err:
-        raise ValueError(f"{path}: not a readable .npz archive ({err})") from err
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: a single .npy array, not an .npz archive of named arrays")
-
-    def read(key, kinds="fiu"):
-        try:
-            value = archive[key]
-        except unreadable as err:
-            raise ValueError(f"{path}: cannot read '{key}' ({err})") from err
-        if not isinstance(value, np.ndarray):
-            raise ValueError(f"{path}: '{key}' is not a .npy array")
-        if value.dtype.kind not in kinds:
-            raise ValueError(f"{path}: '{key}' must hold real numbers, got dtype {value.dtype}")
-        return value
-
-    with archive:
-        keys = set(archive.files)
+    with open_npz(path) as archive:
+        keys = set(archive.keys)
         kinds = [key for key in ("utilities", "log_weights") if key in keys]
         if len(kinds) != 1:
             raise ValueError(
@@ -583,6 +559,23 @@ def load_population(path: str | os.PathLike, dtype=None):
                 f"{path}: unknown key(s) {sorted(unknown)}; allowed: utilities or "
                 "log_weights, weights, names"
             )
+        shape, _ = archive.header(kinds[0])  # sizes checked before the data is read
+        if len(shape) == 2 and shape[1] > MAX_ALTERNATIVES:
+            raise ValueError(
+                f"{path}: '{kinds[0]}' has {shape[1]:,} responses, more than the limit "
+                f"{MAX_ALTERNATIVES:,}"
+            )
+        if math.prod(shape) > MAX_ENTRIES:
+            raise ValueError(
+                f"{path}: '{kinds[0]}' has shape {shape}, more than {MAX_ENTRIES:,} entries"
+            )
+
+        def read(key, kinds="fiu"):
+            value = archive.array(key)
+            if value.dtype.kind not in kinds:
+                raise ValueError(f"{path}: '{key}' must hold real numbers, got dtype {value.dtype}")
+            return value
+
         values = read(kinds[0])
         weights = read("weights") if "weights" in keys else None
         names = read("names", kinds="fiuUS") if "names" in keys else None
@@ -606,3 +599,93 @@ def load_population(path: str | os.PathLike, dtype=None):
         )
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
+
+
+#: Largest policy file read (a JSON policy over ``MAX_ALTERNATIVES`` responses fits easily).
+MAX_POLICY_BYTES = 2**26
+POLICY_SUFFIXES = (".json", ".npy", ".npz")
+
+
+def load_policy_file(
+    path: str | os.PathLike, num_responses: int | None = None, names=None
+) -> np.ndarray:
+    """A policy (probabilities over responses) from a ``.json``, ``.npy`` or ``.npz`` file.
+
+    ``.json``: a list of numbers, or an object with a ``"policy"`` list and optionally
+    ``"names"`` (as ``ualign solve`` writes ``policy.json``; other keys are ignored). ``.npy``:
+    a 1-D array. ``.npz``: an archive with a 1-D array ``policy``. The policy must be finite,
+    nonnegative and sum to 1 (within 1e-6).
+
+    Args:
+        path: the file (at most ``MAX_POLICY_BYTES``).
+        num_responses: if given, the number of entries the policy must have.
+        names: if given and the file records names, they must equal these, in order.
+
+    Returns:
+        ``[n]`` float64 array.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: ``"<path>: <what is wrong>"`` for anything else (damaged file, wrong
+            shape or names, not a probability vector).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "policy.json"
+        >>> _ = path.write_text('{"policy": [0.25, 0.75], "names": ["a", "b"]}')
+        >>> load_policy_file(path, 2, names=("a", "b")).tolist()
+        [0.25, 0.75]
+    """
+    path = _as_path(path)
+    suffix = path.suffix.lower()
+    if suffix not in POLICY_SUFFIXES:
+        raise ValueError(f"{path}: expected a policy file ending in .json, .npy or .npz")
+    recorded = None
+    if suffix == ".json":
+        payload = read_json(path, MAX_POLICY_BYTES)
+        if isinstance(payload, dict):
+            if "policy" not in payload:
+                raise ValueError(f"{path}: a JSON object needs a 'policy' list")
+            recorded = payload.get("names")
+            payload = payload["policy"]
+        if not isinstance(payload, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in payload
+        ):
+            raise ValueError(f"{path}: the policy must be a flat list of numbers")
+        try:
+            raw = np.asarray(payload, dtype=np.float64)
+        except OverflowError as err:  # an integer beyond float64
+            raise ValueError(f"{path}: a policy entry is out of range ({err})") from err
+    elif suffix == ".npy":
+        raw = read_npy(path, MAX_POLICY_BYTES)
+    else:
+        with open_npz(path, MAX_POLICY_BYTES) as archive:
+            if "policy" not in archive.keys:
+                raise ValueError(f"{path}: no array 'policy' (found {sorted(archive.keys)})")
+            raw = archive.array("policy")
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: the policy must hold real numbers, got {raw.dtype} values")
+    policy = raw.astype(np.float64)
+    if policy.ndim != 1 or policy.size == 0:
+        raise ValueError(f"{path}: the policy must be a non-empty 1-D vector, got {policy.shape}")
+    if num_responses is not None and policy.shape[0] != num_responses:
+        raise ValueError(
+            f"{path}: the policy has {policy.shape[0]} entries, the data has "
+            f"{num_responses} responses"
+        )
+    if not np.all(np.isfinite(policy)) or policy.min() < 0 or abs(policy.sum() - 1) > 1e-6:
+        raise ValueError(f"{path}: the policy must be finite, nonnegative and sum to 1")
+    if names is not None and recorded is not None:
+        if not isinstance(recorded, list) or not all(isinstance(n, str) for n in recorded):
+            raise ValueError(f"{path}: 'names' must be a list of strings")
+        expected = [str(n) for n in names]
+        if recorded != expected:
+            if len(recorded) != len(expected):
+                where = f"{len(recorded)} names, the data has {len(expected)}"
+            else:
+                i = next(
+                    i for i, (a, b) in enumerate(zip(recorded, expected, strict=True)) if a != b
+                )
+                where = f"entry {i} is {_short(recorded[i])}, the data's is {_short(expected[i])}"
+            raise ValueError(f"{path}: the policy's names differ from the data's ({where})")
+    return policy
