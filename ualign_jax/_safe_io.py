@@ -18,6 +18,7 @@ import json
 import math
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -34,7 +35,8 @@ MAX_MEMBERS = 256
 ARRAY_KINDS = "biufUS"
 
 # What the standard library and numpy raise on damaged bytes (zip headers, deflate streams,
-# CRCs, encrypted or unknown-compression members, .npy headers parsed by ast.literal_eval).
+# CRCs, encrypted or unknown-compression members, .npy headers tokenized and parsed by
+# ast.literal_eval).
 _DAMAGED = (
     OSError,
     EOFError,
@@ -52,6 +54,7 @@ _DAMAGED = (
     zipfile.LargeZipFile,
     zlib.error,
     struct.error,
+    tokenize.TokenError,
 )
 
 
