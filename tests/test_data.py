@@ -235,3 +235,85 @@ def test_preflib_data_refuses_a_merging_cast():
     with pytest.raises(ValueError, match=r"wide\.soc: user 0 .* float16"):
         data.to_population(jnp.float16)
     assert data.to_population(jnp.float32).num_responses == 2049
+
+
+def test_memory_follows_the_data_not_the_declared_size():
+    """A 1.8 KB .soi declaring 10**6 alternatives reached 24 GB: now the never-ranked ones
+    become one response, and parsing allocates a few MB."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    lines = [f"1: {','.join(str(a) for a in rng.choice(10**6, 5, replace=False) + 1)}"]
+    lines += [f"1: {rng.integers(1, 10**6)}" for _ in range(60)]
+    text = "# DATA TYPE: soi\n# NUMBER ALTERNATIVES: 1000000\n" + "\n".join(lines) + "\n"
+    assert len(text) < 1800
+    tracemalloc.start()
+    try:
+        data = parse_preflib(text, "wide.soi")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 2**20, peak  # was 61 lines x 10**6 float64 = 488 MB before any solve
+    ranked = sorted({int(a) for line in lines for a in line[3:].split(",")})
+    assert data.utilities.shape == (61, len(ranked) + 1)
+    assert data.names[:-1] == tuple(str(a) for a in ranked)
+    assert data.names[-1] == f"[{10**6 - len(ranked):,} alternatives no one ranked]"
+    assert data.alternatives.tolist() == [*ranked, 0]
+    assert len(data.merged) == 10**6 - len(ranked) and ranked[0] not in set(data.merged[:10])
+    np.testing.assert_array_equal(data.utilities[:, -1], 0.0)
+
+
+def test_merged_never_ranked_alternatives_give_the_same_game(tmp_path):
+    """Win rates depend only on the total probability of interchangeable alternatives."""
+    import jax.numpy as jnp
+
+    import ualign_jax as ua
+
+    path = tmp_path / "few.toi"
+    path.write_text(
+        "# NUMBER ALTERNATIVES: 8\n# ALTERNATIVE NAME 5: e\n3: 2,{4,1}\n2: 4\n1: 1,{2,4}\n"
+    )
+    full = load_preflib(path, merge_unranked=False)
+    merged = load_preflib(path)
+    assert full.names == ("1", "2", "3", "4", "e", "6", "7", "8")
+    assert merged.names == ("1", "2", "4", "e", "[4 alternatives no one ranked]")
+    policy = jnp.asarray(np.random.default_rng(1).dirichlet(np.ones(8)))
+    kept, never = [0, 1, 3, 4], [2, 5, 6, 7]
+    folded = jnp.concatenate([policy[jnp.asarray(kept)], jnp.sum(policy[jnp.asarray(never)])[None]])
+    for k in (1, 3):
+        u_full = np.asarray(ua.response_payoffs(full, policy, k))
+        u_merged = np.asarray(ua.response_payoffs(merged, folded, k))
+        np.testing.assert_allclose(u_merged, u_full[[*kept, 2]], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(u_full[never], u_full[2], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        (
+            "# NUMBER ALTERNATIVES: 1000001\n1: 1\n",
+            r"w\.soi:1: NUMBER ALTERNATIVES = 1000001 exceeds",
+        ),
+        ("# ALTERNATIVE NAME 1000001: x\n1: 1\n", r"w\.soi:1: bad alternative number"),
+        ("1: 1,1000001\n", r"w\.soi:1: alternative '1000001' exceeds the limit 1,000,000"),
+    ],
+)
+def test_a_declared_size_over_the_limit_is_refused_up_front(text, what):
+    with pytest.raises(ValueError, match=what):
+        parse_preflib(text, "w.soi")
+
+
+def test_npz_sizes_are_checked_from_the_header_before_reading(tmp_path):
+    import zipfile
+
+    from ualign_jax.data import load_population
+
+    path = tmp_path / "big.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        with archive.open("utilities.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(
+                member, {"descr": "<f8", "fortran_order": False, "shape": (2**15, 2**14)}
+            )
+            member.write(bytes(64))
+    with pytest.raises(ValueError, match=r"big\.npz: 'utilities' has shape \(32768, 16384\)"):
+        load_population(path)

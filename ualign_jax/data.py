@@ -35,6 +35,9 @@ from .populations import PlackettLucePopulation, RankingPopulation
 
 __all__ = [
     "DATASETS",
+    "MAX_ALTERNATIVES",
+    "MAX_ENTRIES",
+    "MERGED_NAME",
     "PreflibData",
     "load_dataset",
     "load_policy_file",
@@ -64,6 +67,8 @@ _TOKEN = re.compile(r"\s*([{},]|[^{},\s]+)")
 #: Most alternatives a file may have, and most entries (lines × alternatives) of its utilities.
 MAX_ALTERNATIVES = 1_000_000
 MAX_ENTRIES = 2**28
+#: Name of the response standing for the alternatives no line ranks (when merged).
+MERGED_NAME = "[{:,} alternatives no one ranked]"
 #: Largest count per data line, and of all lines together (an int64).
 MAX_VOTERS = 2**63 - 1
 
@@ -150,6 +155,10 @@ class PreflibData:
         data_type: one of ``"soc" "soi" "toc" "toi"``.
         title: the ``TITLE`` header, or ``""``.
         source: the file (or name) it was parsed from, for messages.
+        alternatives: ``[n]`` int64, the file's (1-based) alternative behind each column; 0
+            for the column that stands for the merged never-ranked alternatives.
+        merged: the file's unnamed alternatives that no line ranks, merged into the last
+            column (empty when nothing was merged).
     """
 
     utilities: np.ndarray
@@ -158,6 +167,8 @@ class PreflibData:
     data_type: str
     title: str
     source: str = "<string>"
+    alternatives: np.ndarray | None = None
+    merged: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def num_alternatives(self) -> int:
@@ -255,7 +266,7 @@ def _parse_order(body: str, num_alternatives: int, fail) -> list[list[int]]:
     return groups
 
 
-def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
+def parse_preflib(text: str, source: str = "<string>", merge_unranked: bool = True) -> PreflibData:
     """Parse the text of a PrefLib ``.soc .soi .toc .toi`` file.
 
     The data type comes from the ``DATA TYPE`` header, else from ``source``'s extension; when
@@ -263,13 +274,27 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
     ALTERNATIVES``, else the largest ``ALTERNATIVE NAME i``, else the largest alternative in
     the data. ``NUMBER VOTERS``, when present, must equal the sum of the counts.
 
+    Memory follows the data given, not the size a header declares: in incomplete orders
+    (``.soi .toi``) the alternatives that *no* line ranks get utility 0 from every user, so
+    they are interchangeable in every game (a policy's win rates depend only on the total
+    probability it gives them; docs/theory.md §6). With ``merge_unranked`` (the default), two
+    or more such alternatives that the header does not name either become one response, the
+    last column, named ``MERGED_NAME``; its probability in a policy is the total for the class
+    (split it among ``merged`` any way). Named or ranked alternatives keep their own column,
+    so memory grows with the file, not with ``NUMBER ALTERNATIVES``. A declared size above
+    ``MAX_ALTERNATIVES`` (1,000,000) is refused before anything is allocated, and so are
+    utilities of more than ``MAX_ENTRIES`` (2**28) entries.
+
     Args:
         text: the file's contents.
         source: name used in error messages (and for the extension fallback).
+        merge_unranked: merge the unnamed never-ranked alternatives into one response;
+            ``False`` keeps one column per declared alternative.
 
     Returns:
-        A :class:`PreflibData`; utilities ``u[r, a-1] = G - g`` for alternative ``a`` in group
-        ``g`` of the ``G`` groups of line ``r``, 0 when unranked.
+        A :class:`PreflibData`; utilities ``u[r, j] = G - g`` when column ``j``'s alternative
+        is in group ``g`` of the ``G`` groups of line ``r``, 0 when unranked. Column ``j`` is
+        alternative ``j + 1`` unless never-ranked alternatives were merged.
 
     Raises:
         ValueError: ``"<source>:<line>: <reason>"`` for any malformed line or header.
@@ -278,6 +303,9 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
         >>> d = parse_preflib("# DATA TYPE: toi\\n# NUMBER ALTERNATIVES: 4\\n3: 2,{1,3}\\n2: 3\\n")
         >>> d.utilities.tolist(), d.counts.tolist()
         ([[1.0, 2.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.0]], [3, 2])
+        >>> d = parse_preflib("# DATA TYPE: soi\\n# NUMBER ALTERNATIVES: 1000\\n1: 7,2\\n")
+        >>> d.names, d.utilities.tolist(), len(d.merged)
+        (('2', '7', '[998 alternatives no one ranked]'), [[1.0, 2.0, 0.0]], 998)
     """
     if not isinstance(text, str):
         raise ValueError(f"text must be a str (the file's contents), got {type(text).__name__}")
@@ -374,13 +402,7 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
                     limit = f"the limit {MAX_ALTERNATIVES:,}"
                     fail_at(lineno, f"alternative {_short(token)} exceeds {limit}")
                 n = max(n, alt)
-    if len(data) * n > MAX_ENTRIES:
-        raise ValueError(
-            f"{source}: {len(data):,} data lines x {n:,} alternatives is more than "
-            f"{MAX_ENTRIES:,} utilities"
-        )
-
-    rows = []
+    orders = []  # per data line: its groups of 1-based alternatives (memory ~ the file)
     counts = []
     for lineno, line in data:
 
@@ -408,10 +430,7 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
             if len(missing) > 10:
                 listed += f", ... ({len(missing):,} in all)"
             fail(f"incomplete order in {data_type} data: alternatives {listed} are missing")
-        u = np.zeros(n, dtype=np.float64)
-        for g, group in enumerate(groups):
-            u[np.asarray(group) - 1] = len(groups) - g
-        rows.append(u)
+        orders.append(groups)
         counts.append(count)
 
     total = sum(counts)
@@ -429,29 +448,71 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
                 f"NUMBER VOTERS is {declared} but the counts on the data lines sum to {total}",
             )
 
-    for name, (idx, lineno) in name_lines.items():  # an explicit name equal to a default one
-        default = int(name) if re.fullmatch(r"[1-9]\d{0,6}", name) else 0
-        if default != idx and 1 <= default <= n and default not in names_by_id:
-            fail_at(
-                lineno,
-                f"alternative {idx} is named {name!r}, the default name of unnamed alternative "
-                f"{default}; names must be unique (name alternative {default} too)",
-            )
-    names = tuple(names_by_id[i][0] if i in names_by_id else str(i) for i in range(1, n + 1))
+    # Columns: the alternatives some line ranks or the header names, in file order, then
+    # (merging) one column for the rest: 0 for every user, so interchangeable in every game.
+    is_ranked = np.zeros(n + 1, dtype=bool)
+    for groups in orders:
+        for group in groups:
+            is_ranked[group] = True
+    keep = is_ranked.copy()
+    keep[list(names_by_id)] = True  # a named alternative keeps its own column
+    keep[0] = False
+    never = np.flatnonzero(~keep[1:]) + 1
+    merge = merge_unranked and len(never) >= 2
+    alternatives = np.flatnonzero(keep) if merge else np.arange(1, n + 1)
+    width = len(alternatives) + (1 if merge else 0)
+    if len(orders) * width > MAX_ENTRIES:
+        raise ValueError(
+            f"{source}: {len(orders):,} data lines x {width:,} alternatives is more than "
+            f"{MAX_ENTRIES:,} utilities"
+        )
+    column = np.full(n + 1, width - 1, dtype=np.int64)  # merged alternatives: the last column
+    column[alternatives] = np.arange(len(alternatives))
+    utilities = np.zeros((len(orders), width), dtype=np.float64)
+    for row, groups in enumerate(orders):
+        for g, group in enumerate(groups):
+            utilities[row, column[group]] = len(groups) - g
+
+    names = [names_by_id[i][0] if i in names_by_id else str(i) for i in alternatives.tolist()]
+    if merge:
+        names.append(MERGED_NAME.format(len(never)))
+        alternatives = np.append(alternatives, 0)
+    first: dict[str, int] = {}
+    for j, name in enumerate(names):
+        if name not in first:
+            first[name] = j
+            continue
+        # Two header names never repeat (refused above): one of these is a default name.
+        a, b = int(alternatives[first[name]]), int(alternatives[j])
+        named, other = (a, b) if a in names_by_id else (b, a)
+        what = (
+            f"the default name of unnamed alternative {other}; name alternative {other} too"
+            if other
+            else "the name given to the merged never-ranked alternatives"
+        )
+        fail_at(names_by_id[named][1], f"alternative {named} is named {name!r}, {what}")
+    never = never if merge else np.zeros(0, dtype=np.int64)
     title = headers.get("TITLE", ("", 0))[0]
-    return PreflibData(np.stack(rows), counts_arr, names, data_type, title, source)
+    return PreflibData(
+        utilities, counts_arr, tuple(names), data_type, title, source, alternatives, never
+    )
 
 
-def load_preflib(path: str | os.PathLike, dtype=None) -> RankingPopulation:
+def load_preflib(
+    path: str | os.PathLike, dtype=None, merge_unranked: bool = True
+) -> RankingPopulation:
     """Load a PrefLib ``.soc .soi .toc .toi`` file as a :class:`RankingPopulation`.
 
     One user type per data line, weight proportional to its count; alternative ``i`` (1-based in
-    the file) is response ``i - 1``; names from the ``ALTERNATIVE NAME`` headers. See
-    :func:`parse_preflib` for the utilities and the checks.
+    the file) is response ``i - 1``; names from the ``ALTERNATIVE NAME`` headers. In incomplete
+    orders, the unnamed alternatives no line ranks become one last response
+    (``merge_unranked``). See :func:`parse_preflib` for the utilities, the size limits and the
+    checks.
 
     Args:
         path: the file.
         dtype: float dtype; default jnp's default float.
+        merge_unranked: see :func:`parse_preflib`.
 
     Raises:
         FileNotFoundError: no file at ``path`` (the message names it).
@@ -466,7 +527,7 @@ def load_preflib(path: str | os.PathLike, dtype=None) -> RankingPopulation:
     path = _as_path(path)
     dtype = _float_dtype(dtype)
     text = read_text(path)
-    return parse_preflib(text, source=str(path)).to_population(dtype)
+    return parse_preflib(text, str(path), merge_unranked).to_population(dtype)
 
 
 def load_dataset(name: str = "sushi", dtype=None) -> RankingPopulation:
