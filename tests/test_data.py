@@ -317,3 +317,10 @@ def test_npz_sizes_are_checked_from_the_header_before_reading(tmp_path):
             member.write(bytes(64))
     with pytest.raises(ValueError, match=r"big\.npz: 'utilities' has shape \(32768, 16384\)"):
         load_population(path)
+
+
+def test_too_many_utilities_are_refused_before_allocating():
+    text = "# NUMBER ALTERNATIVES: 1000000\n" + "1: 1\n" * 300
+    assert parse_preflib(text, "w.soi").utilities.shape == (300, 2)  # merged: 2 columns
+    with pytest.raises(ValueError, match=r"w\.soi: 300 data lines x 1,000,000 alternatives"):
+        parse_preflib(text, "w.soi", merge_unranked=False)
