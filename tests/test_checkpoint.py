@@ -144,6 +144,14 @@ def _leaf(path, offset_from_end):
         return key, stored[key]
 
 
+def _retyped_steps(path):
+    """The saved metadata with ``steps`` written as a float (20.0 == 20 in Python)."""
+    with np.load(path) as stored:
+        metadata = json.loads(str(stored["__metadata__"]))
+    metadata["config"]["steps"] = float(metadata["config"]["steps"])
+    return json.dumps(metadata)
+
+
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "run.npz"
@@ -181,6 +189,10 @@ KEPT = 3 + len(solve_module.Trace._fields)
         (lambda p: {"__metadata__": np.asarray(3.0)}, "must be a text record"),
         (lambda p: {"__metadata__": np.asarray("[" * 100_000)}, "nested too deeply"),
         (lambda p: {"__metadata__": np.asarray("{'a': 1}")}, "not valid JSON"),
+        (
+            lambda p: {"__metadata__": np.asarray(_retyped_steps(p))},
+            r"belongs to another run \(differs in: config\)",
+        ),
     ],
 )
 def test_every_field_of_a_checkpoint_is_validated(tmp_path, saved_run, edit, what):

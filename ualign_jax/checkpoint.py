@@ -67,6 +67,11 @@ def save_checkpoint(path, tree, metadata: dict) -> None:
         raise
 
 
+def _canonical(value) -> str:
+    """``value`` as canonical JSON text (equal only if equal with the same JSON types)."""
+    return "<missing>" if value is _MISSING else json.dumps(value, sort_keys=True)
+
+
 def _unreadable(path, err: ValueError) -> ValueError:
     detail = str(err)
     prefix = f"{path}: "
@@ -115,11 +120,12 @@ def load_checkpoint(path, like, metadata: dict, check: Callable[[Any], None] | N
     try:
         with open_npz(path) as archive:
             saved = _read_metadata(path, archive)
-            if saved != expected:
+            if _canonical(saved) != _canonical(expected):  # types too: 20.0 is not 20
                 differ = sorted(
                     key
                     for key in set(saved) | set(expected)
-                    if saved.get(key, _MISSING) != expected.get(key, _MISSING)
+                    if _canonical(saved.get(key, _MISSING))
+                    != _canonical(expected.get(key, _MISSING))
                 )
                 raise ValueError(
                     f"checkpoint {path} belongs to another run (differs in: {', '.join(differ)}); "
