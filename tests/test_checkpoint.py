@@ -127,3 +127,90 @@ def test_cli_checkpoint_options_are_checked(tmp_path, capsys):
     assert main([*base, "--checkpoint", str(tmp_path / "c.npz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a readable .npz checkpoint" in err[0]
+
+
+def _rewrite(path, **changes):
+    """Rewrite the checkpoint at ``path`` with some arrays replaced (None: removed)."""
+    with np.load(path) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    arrays.update(changes)
+    np.savez(path, **{key: value for key, value in arrays.items() if value is not None})
+
+
+def _leaf(path, offset_from_end):
+    with np.load(path) as stored:
+        keys = sorted(k for k in stored.files if k.startswith("leaf_"))
+        key = keys[len(keys) - offset_from_end]
+        return key, stored[key]
+
+
+def _retyped_steps(path):
+    """The saved metadata with ``steps`` written as a float (20.0 == 20 in Python)."""
+    with np.load(path) as stored:
+        metadata = json.loads(str(stored["__metadata__"]))
+    metadata["config"]["steps"] = float(metadata["config"]["steps"])
+    return json.dumps(metadata)
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "run.npz"
+    ua.solve(POP, 2, method="hedge", steps=20, checkpoint=path, checkpoint_every=10)
+    return path.read_bytes()
+
+
+# leaves after `kept`: the trace buffers, `last`, `done`
+LAST = 2
+KEPT = 3 + len(solve_module.Trace._fields)
+
+
+@pytest.mark.parametrize(
+    ("edit", "what"),
+    [
+        (lambda p: {"leaf_0000": np.full(2, 10**6, np.int32)}, r"step 1000000 is outside 0\.\.20"),
+        (lambda p: {"leaf_0000": np.full(2, -1, np.int32)}, r"step -1 is outside"),
+        (
+            lambda p: {_leaf(p, LAST)[0]: np.full_like(_leaf(p, LAST)[1], 0.5)},
+            "last iterate is not a probability vector",
+        ),
+        (
+            lambda p: {_leaf(p, KEPT)[0]: _leaf(p, KEPT)[1] + 1.0},
+            "kept iterates are not probability vectors",
+        ),
+        (
+            lambda p: {_leaf(p, LAST)[0]: np.full_like(_leaf(p, LAST)[1], np.nan)},
+            "non-finite values",
+        ),
+        (lambda p: {"leaf_0001": np.zeros(3)}, r"array 1 has float64\[3\]"),
+        (lambda p: {"leaf_0001": None}, "missing: leaf_0001"),
+        (lambda p: {"leaf_0001": None, "leaf_x": np.zeros(1)}, "unexpected: 'leaf_x'"),
+        (lambda p: {"__metadata__": None}, "no __metadata__ record"),
+        (lambda p: {"__metadata__": np.asarray("[1, 2]")}, "must be a JSON object, got list"),
+        (lambda p: {"__metadata__": np.asarray(3.0)}, "must be a text record"),
+        (lambda p: {"__metadata__": np.asarray("[" * 100_000)}, "nested too deeply"),
+        (lambda p: {"__metadata__": np.asarray("{'a': 1}")}, "not valid JSON"),
+        (
+            lambda p: {"__metadata__": np.asarray(_retyped_steps(p))},
+            r"belongs to another run \(differs in: config\)",
+        ),
+    ],
+)
+def test_every_field_of_a_checkpoint_is_validated(tmp_path, saved_run, edit, what):
+    """A hand-edited step of 10**6 was accepted (the report said 1000000 steps of 20)."""
+    path = tmp_path / "run.npz"
+    path.write_bytes(saved_run)
+    _rewrite(path, **edit(path))
+    with pytest.raises(ValueError, match=what) as info:
+        ua.solve(POP, 2, method="hedge", steps=20, checkpoint=path, checkpoint_every=10)
+    assert str(info.value).startswith(f"checkpoint {path}")
+
+
+def test_cli_refuses_an_edited_checkpoint_in_one_line(tmp_path, capsys):
+    base = ["solve", str(SUSHI), "--k", "2", "--steps", "20", "--quiet"]
+    checkpoint = tmp_path / "c.npz"
+    assert main([*base, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "a")]) == 0
+    _rewrite(checkpoint, leaf_0000=np.asarray(10**6, np.int32))
+    assert main([*base, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "step 1000000 is outside 0..20" in err[0]
+    assert not (tmp_path / "b").exists()

@@ -20,15 +20,21 @@ import hashlib
 import json
 import os
 import tempfile
-import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
 
+from ._safe_io import open_npz
+
 __all__ = ["save_checkpoint", "load_checkpoint", "fingerprint"]
 
 _METADATA_KEY = "__metadata__"
+_MISSING = object()
+#: Longest metadata record (characters of JSON) a checkpoint may hold.
+MAX_METADATA_CHARS = 2**20
 
 
 def fingerprint(tree) -> str:
@@ -61,43 +67,102 @@ def save_checkpoint(path, tree, metadata: dict) -> None:
         raise
 
 
-def load_checkpoint(path, like, metadata: dict):
+def _canonical(value) -> str:
+    """``value`` as canonical JSON text (equal only if equal with the same JSON types)."""
+    return "<missing>" if value is _MISSING else json.dumps(value, sort_keys=True)
+
+
+def _unreadable(path, err: ValueError) -> ValueError:
+    detail = str(err)
+    prefix = f"{path}: "
+    detail = detail[len(prefix) :] if detail.startswith(prefix) else detail
+    return ValueError(f"checkpoint {path}: not a readable .npz checkpoint ({detail})")
+
+
+def _read_metadata(path, archive):
+    """The saved metadata: a 0-d text array holding a JSON object (size checked first)."""
+    if _METADATA_KEY not in archive.keys:
+        raise ValueError(f"checkpoint {path}: no {_METADATA_KEY} record (not a checkpoint)")
+    shape, dtype = archive.header(_METADATA_KEY)
+    if shape != () or dtype.kind != "U" or dtype.itemsize // 4 > MAX_METADATA_CHARS:
+        raise ValueError(
+            f"checkpoint {path}: {_METADATA_KEY} must be a text record of at most "
+            f"{MAX_METADATA_CHARS:,} characters, got {dtype}{list(shape)}"
+        )
+    text = str(archive.array(_METADATA_KEY)[()])
+    try:
+        saved = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"checkpoint {path}: metadata nested too deeply") from None
+    except ValueError as err:
+        raise ValueError(f"checkpoint {path}: metadata is not valid JSON ({err})") from err
+    if not isinstance(saved, dict):
+        raise ValueError(
+            f"checkpoint {path}: metadata must be a JSON object, got {type(saved).__name__}"
+        )
+    return saved
+
+
+def load_checkpoint(path, like, metadata: dict, check: Callable[[Any], None] | None = None):
     """The pytree saved at ``path``, shaped like ``like``; ``ValueError`` on any mismatch.
 
-    ``metadata`` must equal what was saved (same configuration, same inputs), and every leaf
-    must have the shape and dtype of the corresponding leaf of ``like``.
+    Every field is validated before the run may resume from it: ``metadata`` must equal what
+    was saved (same configuration, same inputs; a JSON object); the archive must hold exactly
+    one array per leaf of ``like``, each with its shape and dtype (checked from the headers,
+    before any data is read); floating arrays must be finite; and ``check(tree)``, when given,
+    may refuse values no run could have reached (e.g. a step count beyond the run's steps) by
+    raising ``ValueError``. Damaged files (bad zip headers, unknown compression, encryption,
+    truncation, huge declared shapes) are refused the same way; the message names the file.
     """
     leaves_like, treedef = jax.tree.flatten(like)
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = {key: stored[key] for key in stored.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        reason = type(err).__name__
-        raise ValueError(f"checkpoint {path}: not a readable .npz checkpoint ({reason})") from err
-    saved = json.loads(str(arrays.pop(_METADATA_KEY, "null")))
     expected = json.loads(json.dumps(metadata, sort_keys=True))
-    if saved != expected:
-        differ = sorted(
-            key
-            for key in set(saved or {}) | set(expected)
-            if (saved or {}).get(key) != expected.get(key)
-        )
-        raise ValueError(
-            f"checkpoint {path} belongs to another run (differs in: {', '.join(differ)}); "
-            "delete it or use another path"
-        )
-    if len(arrays) != len(leaves_like):
-        raise ValueError(
-            f"checkpoint {path}: holds {len(arrays)} arrays, this run has {len(leaves_like)}"
-        )
-    leaves = []
-    for i, reference in enumerate(leaves_like):
-        array = arrays[f"leaf_{i:04d}"]
-        reference = np.asarray(reference)
-        if array.shape != reference.shape or array.dtype != reference.dtype:
-            raise ValueError(
-                f"checkpoint {path}: array {i} has {array.dtype}{list(array.shape)}, this run "
-                f"expects {reference.dtype}{list(reference.shape)}"
-            )
-        leaves.append(jax.numpy.asarray(array))
-    return jax.tree.unflatten(treedef, leaves)
+    wanted = [f"leaf_{i:04d}" for i in range(len(leaves_like))]
+    try:
+        with open_npz(path) as archive:
+            saved = _read_metadata(path, archive)
+            if _canonical(saved) != _canonical(expected):  # types too: 20.0 is not 20
+                differ = sorted(
+                    key
+                    for key in set(saved) | set(expected)
+                    if _canonical(saved.get(key, _MISSING))
+                    != _canonical(expected.get(key, _MISSING))
+                )
+                raise ValueError(
+                    f"checkpoint {path} belongs to another run (differs in: {', '.join(differ)}); "
+                    "delete it or use another path"
+                )
+            stored = sorted(set(archive.keys) - {_METADATA_KEY})
+            if stored != wanted:
+                unknown = sorted(set(stored) - set(wanted))
+                missing = sorted(set(wanted) - set(stored))
+                raise ValueError(
+                    f"checkpoint {path}: holds {len(stored)} arrays, this run has "
+                    f"{len(wanted)} (missing: {', '.join(missing[:4]) or 'none'}; unexpected: "
+                    f"{', '.join(repr(k) for k in unknown[:4]) or 'none'})"
+                )
+            leaves = []
+            for i, (key, reference) in enumerate(zip(wanted, leaves_like, strict=True)):
+                reference = np.asarray(reference)
+                shape, dtype = archive.header(key)
+                if shape != reference.shape or dtype != reference.dtype:
+                    raise ValueError(
+                        f"checkpoint {path}: array {i} has {dtype}{list(shape)}, this run "
+                        f"expects {reference.dtype}{list(reference.shape)}"
+                    )
+                array = archive.array(key)
+                if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+                    raise ValueError(f"checkpoint {path}: array {i} holds non-finite values")
+                leaves.append(array)
+    except FileNotFoundError:
+        raise
+    except ValueError as err:
+        if str(err).startswith(f"checkpoint {path}"):
+            raise
+        raise _unreadable(path, err) from err
+    tree = jax.tree.unflatten(treedef, leaves)
+    if check is not None:
+        try:
+            check(tree)
+        except ValueError as err:
+            raise ValueError(f"checkpoint {path}: {err}; delete it or use another path") from err
+    return jax.tree.unflatten(treedef, [jax.numpy.asarray(leaf) for leaf in leaves])

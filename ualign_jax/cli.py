@@ -136,34 +136,15 @@ def load_data(path: str, x64: bool = False):
 
 
 def load_policy(path: str, num_responses: int):
-    """A policy from ``.json`` (a list, or ``{"policy": [...]}``), ``.npy`` or ``.npz``."""
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"--policy {path}: no such file")
+    """A policy from ``.json``, ``.npy`` or ``.npz`` (see ``load_policy_file``); one-line errors."""
+    from .data import load_policy_file  # noqa: PLC0415
+
     try:
-        if file.suffix == ".json":
-            payload = json.loads(file.read_text())
-            values = payload["policy"] if isinstance(payload, dict) else payload
-        elif file.suffix == ".npy":
-            values = np.load(file, allow_pickle=False)
-        elif file.suffix == ".npz":
-            with np.load(file, allow_pickle=False) as archive:
-                values = archive["policy"]
-        else:
-            raise UsageError(f"--policy {path}: expected .json, .npy or .npz")
-        raw = np.asarray(values)
-        if raw.dtype.kind not in "iuf":
-            raise UsageError(f"--policy {path}: must hold real numbers, got {raw.dtype} values")
-        policy = raw.astype(float)
-    except (KeyError, json.JSONDecodeError, ValueError, TypeError, EOFError, OSError) as err:
-        raise UsageError(f"--policy {path}: cannot read a policy ({err})") from err
-    if policy.shape != (num_responses,):
-        raise UsageError(
-            f"--policy {path}: has shape {policy.shape}, the data has {num_responses} responses"
-        )
-    if not np.all(np.isfinite(policy)) or policy.min() < 0 or abs(policy.sum() - 1) > 1e-6:
-        raise UsageError(f"--policy {path}: must be finite, nonnegative and sum to 1")
-    return policy
+        return load_policy_file(path, num_responses)
+    except FileNotFoundError as err:
+        raise UsageError(f"--policy {path}: no such file") from err
+    except ValueError as err:
+        raise UsageError(f"--policy {err}") from err
 
 
 def format_table(header: list[str], rows: list[list]) -> str:

@@ -9,6 +9,10 @@ A line with ``G`` groups becomes a utility vector: group ``g`` (0 = best) gets `
 unranked alternatives get 0, so ties are exactly equal floats. The bundled files (see
 ``datasets/README.md`` for their sources and citation) load with :func:`load_dataset`.
 
+Names of alternatives must be unique and non-empty (an unnamed alternative ``i`` is called
+``str(i)``, which no other alternative may be called): names key every output, so a repeat is
+refused with the line that repeats it rather than silently merging two responses.
+
 Errors in a file are ``ValueError("<source>:<line>: <what is wrong>")`` with a 1-based line;
 problems of the whole file (no data lines, unknown data type) name the source only.
 """
@@ -16,21 +20,27 @@ problems of the whole file (no data lines, unknown data type) name the source on
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
-import zipfile
 from importlib import resources
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._safe_io import open_npz, read_json, read_npy, read_text
 from .populations import PlackettLucePopulation, RankingPopulation
 
 __all__ = [
     "DATASETS",
+    "MAX_ALTERNATIVES",
+    "MAX_ENTRIES",
+    "MERGED_NAME",
     "PreflibData",
     "load_dataset",
+    "load_policy_file",
     "load_population",
     "load_preflib",
     "parse_preflib",
@@ -77,6 +87,8 @@ _TOKEN = re.compile(r"\s*([{},]|[^{},\s]+)")
 #: Most alternatives a file may have, and most entries (lines × alternatives) of its utilities.
 MAX_ALTERNATIVES = 1_000_000
 MAX_ENTRIES = 2**28
+#: Name of the response standing for the alternatives no line ranks (when merged).
+MERGED_NAME = "[{:,} alternatives no one ranked]"
 #: Largest count per data line, and of all lines together (an int64).
 MAX_VOTERS = 2**63 - 1
 
@@ -92,6 +104,58 @@ def _float_dtype(dtype):
     if not jnp.issubdtype(resolved, jnp.floating):
         raise ValueError(f"dtype must be a floating dtype such as float32, got {resolved}")
     return resolved
+
+
+#: Rows of utilities checked at a time by :func:`_cast_utilities` (bounds its extra memory).
+_CAST_CHECK_ENTRIES = 2**22
+
+
+def _cast_utilities(values: np.ndarray, dtype, source: str) -> jnp.ndarray:
+    """``values`` ``[m, n]`` as a ``dtype`` array, refusing a cast that changes any user's ties.
+
+    Rounding to ``dtype`` (and the flush of subnormals to zero that
+    :class:`RankingPopulation` applies) is monotone, so it can only *merge* values: two
+    responses a user tells apart in the file would tie, and every win rate involving them
+    would be silently wrong (docs/theory.md §8). Sorting each row, a merge shows as adjacent
+    values that differ before the cast and are equal after it; overflow to ``inf`` is refused
+    too. Values that are already ties, and values a cast merely rounds, are accepted.
+    """
+    target = np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+    tiny = np.finfo(target).tiny
+    rows = max(1, _CAST_CHECK_ENTRIES // max(values.shape[-1], 1))
+    for start in range(0, values.shape[0], rows):
+        block = values[start : start + rows]
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = block.astype(target)
+        cast = np.where(np.abs(cast) < tiny, np.zeros((), target), cast)
+        overflow = np.isfinite(block) & ~np.isfinite(cast)
+        if overflow.any():
+            i, j = np.argwhere(overflow)[0]
+            raise ValueError(
+                f"{source}: utility {block[i, j]!r} of user {start + i}, response {j} is beyond "
+                f"the range of {target}; rescale the utilities or load with dtype=float64"
+            )
+        order = np.argsort(block, axis=-1, kind="stable")
+        before = np.take_along_axis(block, order, axis=-1)
+        after = np.take_along_axis(cast, order, axis=-1)
+        merged = (before[:, 1:] != before[:, :-1]) & (after[:, 1:] == after[:, :-1])
+        if merged.any():
+            i, j = np.argwhere(merged)[0]
+            a, b = order[i, j], order[i, j + 1]
+            if target == np.float64:
+                advice = "these values are subnormal; rescale the utilities"
+            else:
+                advice = (
+                    "load in float64 (dtype=float64 with jax_enable_x64 on; CLI: --x64) "
+                    "or rescale the utilities"
+                )
+            raise ValueError(
+                f"{source}: user {start + i} gives responses {min(a, b)} and {max(a, b)} the "
+                f"distinct utilities {before[i, j]!r} and {before[i, j + 1]!r}, which {target} "
+                f"rounds to the same value {after[i, j]!r}: the cast would create a tie that "
+                f"is not in the data; {advice}"
+            )
+    return jnp.asarray(values, dtype=target)
 
 
 def _as_path(path, name: str = "path") -> Path:
@@ -110,6 +174,11 @@ class PreflibData:
         names: ``n`` alternative names (``str(i)`` for alternative ``i`` when the header has none).
         data_type: one of ``"soc" "soi" "toc" "toi"``.
         title: the ``TITLE`` header, or ``""``.
+        source: the file (or name) it was parsed from, for messages.
+        alternatives: ``[n]`` int64, the file's (1-based) alternative behind each column; 0
+            for the column that stands for the merged never-ranked alternatives.
+        merged: the file's unnamed alternatives that no line ranks, merged into the last
+            column (empty when nothing was merged).
     """
 
     utilities: np.ndarray
@@ -117,6 +186,9 @@ class PreflibData:
     names: tuple[str, ...]
     data_type: str
     title: str
+    source: str = "<string>"
+    alternatives: np.ndarray | None = None
+    merged: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def num_alternatives(self) -> int:
@@ -131,10 +203,14 @@ class PreflibData:
 
         Args:
             dtype: float dtype of the arrays; default jnp's default float (float32 unless x64).
+
+        Raises:
+            ValueError: if the cast to ``dtype`` would tie utilities that differ in the data
+                (never for PrefLib's integer utilities in float32, which are exact below 2**24).
         """
         dtype = _float_dtype(dtype)
         return RankingPopulation(
-            jnp.asarray(self.utilities, dtype=dtype),
+            _cast_utilities(self.utilities, dtype, self.source),
             weights=jnp.asarray(self.counts, dtype=dtype),
             names=self.names,
         )
@@ -210,7 +286,7 @@ def _parse_order(body: str, num_alternatives: int, fail) -> list[list[int]]:
     return groups
 
 
-def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
+def parse_preflib(text: str, source: str = "<string>", merge_unranked: bool = True) -> PreflibData:
     """Parse the text of a PrefLib ``.soc .soi .toc .toi`` file.
 
     The data type comes from the ``DATA TYPE`` header, else from ``source``'s extension; when
@@ -218,13 +294,27 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
     ALTERNATIVES``, else the largest ``ALTERNATIVE NAME i``, else the largest alternative in
     the data. ``NUMBER VOTERS``, when present, must equal the sum of the counts.
 
+    Memory follows the data given, not the size a header declares: in incomplete orders
+    (``.soi .toi``) the alternatives that *no* line ranks get utility 0 from every user, so
+    they are interchangeable in every game (a policy's win rates depend only on the total
+    probability it gives them; docs/theory.md §6). With ``merge_unranked`` (the default), two
+    or more such alternatives that the header does not name either become one response, the
+    last column, named ``MERGED_NAME``; its probability in a policy is the total for the class
+    (split it among ``merged`` any way). Named or ranked alternatives keep their own column,
+    so memory grows with the file, not with ``NUMBER ALTERNATIVES``. A declared size above
+    ``MAX_ALTERNATIVES`` (1,000,000) is refused before anything is allocated, and so are
+    utilities of more than ``MAX_ENTRIES`` (2**28) entries.
+
     Args:
         text: the file's contents.
         source: name used in error messages (and for the extension fallback).
+        merge_unranked: merge the unnamed never-ranked alternatives into one response;
+            ``False`` keeps one column per declared alternative.
 
     Returns:
-        A :class:`PreflibData`; utilities ``u[r, a-1] = G - g`` for alternative ``a`` in group
-        ``g`` of the ``G`` groups of line ``r``, 0 when unranked.
+        A :class:`PreflibData`; utilities ``u[r, j] = G - g`` when column ``j``'s alternative
+        is in group ``g`` of the ``G`` groups of line ``r``, 0 when unranked. Column ``j`` is
+        alternative ``j + 1`` unless never-ranked alternatives were merged.
 
     Raises:
         ValueError: ``"<source>:<line>: <reason>"`` for any malformed line or header.
@@ -233,6 +323,9 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
         >>> d = parse_preflib("# DATA TYPE: toi\\n# NUMBER ALTERNATIVES: 4\\n3: 2,{1,3}\\n2: 3\\n")
         >>> d.utilities.tolist(), d.counts.tolist()
         ([[1.0, 2.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.0]], [3, 2])
+        >>> d = parse_preflib("# DATA TYPE: soi\\n# NUMBER ALTERNATIVES: 1000\\n1: 7,2\\n")
+        >>> d.names, d.utilities.tolist(), len(d.merged)
+        (('2', '7', '[998 alternatives no one ranked]'), [[1.0, 2.0, 0.0]], 998)
     """
     if not isinstance(text, str):
         raise ValueError(f"text must be a str (the file's contents), got {type(text).__name__}")
@@ -243,6 +336,7 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
     lines = text.splitlines()
     headers: dict[str, tuple[str, int]] = {}
     names_by_id: dict[int, tuple[str, int]] = {}
+    name_lines: dict[str, tuple[int, int]] = {}  # name -> (alternative, line)
     data: list[tuple[int, str]] = []
 
     def fail_at(lineno: int, message: str):
@@ -268,7 +362,17 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
                     )
                 if idx in names_by_id:
                     fail_at(lineno, f"alternative {idx} is named twice")
+                if not value:
+                    fail_at(lineno, f"alternative {idx} has an empty name")
+                if value in name_lines:
+                    other, other_line = name_lines[value]
+                    fail_at(
+                        lineno,
+                        f"alternative {idx} is named {_short(value)} like alternative {other} "
+                        f"(line {other_line}); names must be unique",
+                    )
                 names_by_id[idx] = (value, lineno)
+                name_lines[value] = (idx, lineno)
             else:
                 headers.setdefault(key, (value, lineno))
         else:
@@ -318,13 +422,7 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
                     limit = f"the limit {MAX_ALTERNATIVES:,}"
                     fail_at(lineno, f"alternative {_short(token)} exceeds {limit}")
                 n = max(n, alt)
-    if len(data) * n > MAX_ENTRIES:
-        raise ValueError(
-            f"{source}: {len(data):,} data lines x {n:,} alternatives is more than "
-            f"{MAX_ENTRIES:,} utilities"
-        )
-
-    rows = []
+    orders = []  # per data line: its groups of 1-based alternatives (memory ~ the file)
     counts = []
     for lineno, line in data:
 
@@ -352,10 +450,7 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
             if len(missing) > 10:
                 listed += f", ... ({len(missing):,} in all)"
             fail(f"incomplete order in {data_type} data: alternatives {listed} are missing")
-        u = np.zeros(n, dtype=np.float64)
-        for g, group in enumerate(groups):
-            u[np.asarray(group) - 1] = len(groups) - g
-        rows.append(u)
+        orders.append(groups)
         counts.append(count)
 
     total = sum(counts)
@@ -373,21 +468,71 @@ def parse_preflib(text: str, source: str = "<string>") -> PreflibData:
                 f"NUMBER VOTERS is {declared} but the counts on the data lines sum to {total}",
             )
 
-    names = tuple(names_by_id[i][0] if i in names_by_id else str(i) for i in range(1, n + 1))
+    # Columns: the alternatives some line ranks or the header names, in file order, then
+    # (merging) one column for the rest: 0 for every user, so interchangeable in every game.
+    is_ranked = np.zeros(n + 1, dtype=bool)
+    for groups in orders:
+        for group in groups:
+            is_ranked[group] = True
+    keep = is_ranked.copy()
+    keep[list(names_by_id)] = True  # a named alternative keeps its own column
+    keep[0] = False
+    never = np.flatnonzero(~keep[1:]) + 1
+    merge = merge_unranked and len(never) >= 2
+    alternatives = np.flatnonzero(keep) if merge else np.arange(1, n + 1)
+    width = len(alternatives) + (1 if merge else 0)
+    if len(orders) * width > MAX_ENTRIES:
+        raise ValueError(
+            f"{source}: {len(orders):,} data lines x {width:,} alternatives is more than "
+            f"{MAX_ENTRIES:,} utilities"
+        )
+    column = np.full(n + 1, width - 1, dtype=np.int64)  # merged alternatives: the last column
+    column[alternatives] = np.arange(len(alternatives))
+    utilities = np.zeros((len(orders), width), dtype=np.float64)
+    for row, groups in enumerate(orders):
+        for g, group in enumerate(groups):
+            utilities[row, column[group]] = len(groups) - g
+
+    names = [names_by_id[i][0] if i in names_by_id else str(i) for i in alternatives.tolist()]
+    if merge:
+        names.append(MERGED_NAME.format(len(never)))
+        alternatives = np.append(alternatives, 0)
+    first: dict[str, int] = {}
+    for j, name in enumerate(names):
+        if name not in first:
+            first[name] = j
+            continue
+        # Two header names never repeat (refused above): one of these is a default name.
+        a, b = int(alternatives[first[name]]), int(alternatives[j])
+        named, other = (a, b) if a in names_by_id else (b, a)
+        what = (
+            f"the default name of unnamed alternative {other}; name alternative {other} too"
+            if other
+            else "the name given to the merged never-ranked alternatives"
+        )
+        fail_at(names_by_id[named][1], f"alternative {named} is named {name!r}, {what}")
+    never = never if merge else np.zeros(0, dtype=np.int64)
     title = headers.get("TITLE", ("", 0))[0]
-    return PreflibData(np.stack(rows), counts_arr, names, data_type, title)
+    return PreflibData(
+        utilities, counts_arr, tuple(names), data_type, title, source, alternatives, never
+    )
 
 
-def load_preflib(path: str | os.PathLike, dtype=None) -> RankingPopulation:
+def load_preflib(
+    path: str | os.PathLike, dtype=None, merge_unranked: bool = True
+) -> RankingPopulation:
     """Load a PrefLib ``.soc .soi .toc .toi`` file as a :class:`RankingPopulation`.
 
     One user type per data line, weight proportional to its count; alternative ``i`` (1-based in
-    the file) is response ``i - 1``; names from the ``ALTERNATIVE NAME`` headers. See
-    :func:`parse_preflib` for the utilities and the checks.
+    the file) is response ``i - 1``; names from the ``ALTERNATIVE NAME`` headers. In incomplete
+    orders, the unnamed alternatives no line ranks become one last response
+    (``merge_unranked``). See :func:`parse_preflib` for the utilities, the size limits and the
+    checks.
 
     Args:
         path: the file.
         dtype: float dtype; default jnp's default float.
+        merge_unranked: see :func:`parse_preflib`.
 
     Raises:
         FileNotFoundError: no file at ``path`` (the message names it).
@@ -401,13 +546,8 @@ def load_preflib(path: str | os.PathLike, dtype=None) -> RankingPopulation:
     """
     path = _as_path(path)
     dtype = _float_dtype(dtype)
-    if not path.is_file():
-        raise FileNotFoundError(f"no PrefLib file at {str(path)!r}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
-    return parse_preflib(text, source=str(path)).to_population(dtype)
+    text = read_text(path)
+    return parse_preflib(text, str(path), merge_unranked).to_population(dtype)
 
 
 def load_dataset(name: str = "sushi", dtype=None) -> RankingPopulation:
@@ -442,6 +582,29 @@ def load_dataset(name: str = "sushi", dtype=None) -> RankingPopulation:
     return data.to_population(dtype)
 
 
+def _unique_names(names: np.ndarray, path) -> list[str]:
+    """The ``.npz`` ``names`` as strings; empty or repeated names are a ``ValueError``."""
+    result: list[str] = []
+    first: dict[str, int] = {}
+    for i, name in enumerate(names.tolist()):
+        if isinstance(name, bytes):
+            try:
+                name = name.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}: 'names'[{i}] is not UTF-8 text") from None
+        name = str(name)
+        if not name.strip():
+            raise ValueError(f"{path}: 'names'[{i}] is empty; every response needs a name")
+        if name in first:
+            raise ValueError(
+                f"{path}: 'names'[{first[name]}] and 'names'[{i}] are both {_short(name)}; "
+                "names must be unique"
+            )
+        first[name] = i
+        result.append(name)
+    return result
+
+
 PREFLIB_SUFFIXES = (".soc", ".soi", ".toc", ".toi")
 
 
@@ -450,7 +613,12 @@ def load_population(path: str | os.PathLike, dtype=None):
 
     The ``.npz`` holds ``utilities`` (``[m, n]``, a :class:`RankingPopulation`) or
     ``log_weights`` (``[m, n]``, a :class:`PlackettLucePopulation`), and optionally ``weights``
-    (``[m]``) and ``names`` (``[n]`` strings). Errors name the file and the key.
+    (``[m]``) and ``names`` (``[n]`` unique strings). Errors name the file and the key.
+
+    Utilities are checked against ``dtype``: if rounding them to it would make two responses
+    tie for a user although they differ in the file (``1`` and ``1 + 1e-9`` in float32), the
+    load is refused with a ``ValueError`` that suggests float64 (``--x64`` on the command line)
+    instead of returning a population whose win rates would be silently wrong.
 
     Example:
         >>> import tempfile, pathlib
@@ -468,29 +636,8 @@ def load_population(path: str | os.PathLike, dtype=None):
             f"{path}: unknown data format {path.suffix!r}; expected a PrefLib file "
             f"({', '.join(PREFLIB_SUFFIXES)}) or an .npz with 'utilities' or 'log_weights'"
         )
-    if not path.is_file():
-        raise FileNotFoundError(f"no data file at {str(path)!r}")
-    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except unreadable as err:
-        raise ValueError(f"{path}: not a readable .npz archive ({err})") from err
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: a single .npy array, not an .npz archive of named arrays")
-
-    def read(key, kinds="fiu"):
-        try:
-            value = archive[key]
-        except unreadable as err:
-            raise ValueError(f"{path}: cannot read '{key}' ({err})") from err
-        if not isinstance(value, np.ndarray):
-            raise ValueError(f"{path}: '{key}' is not a .npy array")
-        if value.dtype.kind not in kinds:
-            raise ValueError(f"{path}: '{key}' must hold real numbers, got dtype {value.dtype}")
-        return value
-
-    with archive:
-        keys = set(archive.files)
+    with open_npz(path) as archive:
+        keys = set(archive.keys)
         kinds = [key for key in ("utilities", "log_weights") if key in keys]
         if len(kinds) != 1:
             raise ValueError(
@@ -503,23 +650,133 @@ def load_population(path: str | os.PathLike, dtype=None):
                 f"{path}: unknown key(s) {sorted(unknown)}; allowed: utilities or "
                 "log_weights, weights, names"
             )
+        shape, _ = archive.header(kinds[0])  # sizes checked before the data is read
+        if len(shape) == 2 and shape[1] > MAX_ALTERNATIVES:
+            raise ValueError(
+                f"{path}: '{kinds[0]}' has {shape[1]:,} responses, more than the limit "
+                f"{MAX_ALTERNATIVES:,}"
+            )
+        if math.prod(shape) > MAX_ENTRIES:
+            raise ValueError(
+                f"{path}: '{kinds[0]}' has shape {shape}, more than {MAX_ENTRIES:,} entries"
+            )
+
+        def read(key, kinds="fiu"):
+            value = archive.array(key)
+            if value.dtype.kind not in kinds:
+                raise ValueError(f"{path}: '{key}' must hold real numbers, got dtype {value.dtype}")
+            return value
+
         values = read(kinds[0])
         weights = read("weights") if "weights" in keys else None
         names = read("names", kinds="fiuUS") if "names" in keys else None
     if names is not None:
         if names.ndim != 1:
             raise ValueError(f"{path}: 'names' must be 1-D, got shape {names.shape}")
-        names = [str(s) for s in names]
+        names = _unique_names(names, path)
     if values.ndim != 2:
         raise ValueError(
             f"{path}: '{kinds[0]}' must be a 2-D [users, responses] array, got shape {values.shape}"
         )
-    make = RankingPopulation if kinds[0] == "utilities" else PlackettLucePopulation
+    if kinds[0] == "utilities":
+        make, values = RankingPopulation, _cast_utilities(values, dtype, f"{path}: 'utilities'")
+    else:
+        make, values = PlackettLucePopulation, jnp.asarray(values, dtype)
     try:
         return make(
-            jnp.asarray(values, dtype),
+            values,
             None if weights is None else jnp.asarray(weights, dtype),
             names,
         )
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
+
+
+#: Largest policy file read (a JSON policy over ``MAX_ALTERNATIVES`` responses fits easily).
+MAX_POLICY_BYTES = 2**26
+POLICY_SUFFIXES = (".json", ".npy", ".npz")
+
+
+def load_policy_file(
+    path: str | os.PathLike, num_responses: int | None = None, names=None
+) -> np.ndarray:
+    """A policy (probabilities over responses) from a ``.json``, ``.npy`` or ``.npz`` file.
+
+    ``.json``: a list of numbers, or an object with a ``"policy"`` list and optionally
+    ``"names"`` (as ``ualign solve`` writes ``policy.json``; other keys are ignored). ``.npy``:
+    a 1-D array. ``.npz``: an archive with a 1-D array ``policy``. The policy must be finite,
+    nonnegative and sum to 1 (within 1e-6).
+
+    Args:
+        path: the file (at most ``MAX_POLICY_BYTES``).
+        num_responses: if given, the number of entries the policy must have.
+        names: if given and the file records names, they must equal these, in order.
+
+    Returns:
+        ``[n]`` float64 array.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: ``"<path>: <what is wrong>"`` for anything else (damaged file, wrong
+            shape or names, not a probability vector).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "policy.json"
+        >>> _ = path.write_text('{"policy": [0.25, 0.75], "names": ["a", "b"]}')
+        >>> load_policy_file(path, 2, names=("a", "b")).tolist()
+        [0.25, 0.75]
+    """
+    path = _as_path(path)
+    suffix = path.suffix.lower()
+    if suffix not in POLICY_SUFFIXES:
+        raise ValueError(f"{path}: expected a policy file ending in .json, .npy or .npz")
+    recorded = None
+    if suffix == ".json":
+        payload = read_json(path, MAX_POLICY_BYTES)
+        if isinstance(payload, dict):
+            if "policy" not in payload:
+                raise ValueError(f"{path}: a JSON object needs a 'policy' list")
+            recorded = payload.get("names")
+            payload = payload["policy"]
+        if not isinstance(payload, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in payload
+        ):
+            raise ValueError(f"{path}: the policy must be a flat list of numbers")
+        try:
+            raw = np.asarray(payload, dtype=np.float64)
+        except OverflowError as err:  # an integer beyond float64
+            raise ValueError(f"{path}: a policy entry is out of range ({err})") from err
+    elif suffix == ".npy":
+        raw = read_npy(path, MAX_POLICY_BYTES)
+    else:
+        with open_npz(path, MAX_POLICY_BYTES) as archive:
+            if "policy" not in archive.keys:
+                raise ValueError(f"{path}: no array 'policy' (found {sorted(archive.keys)})")
+            raw = archive.array("policy")
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: the policy must hold real numbers, got {raw.dtype} values")
+    policy = raw.astype(np.float64)
+    if policy.ndim != 1 or policy.size == 0:
+        raise ValueError(f"{path}: the policy must be a non-empty 1-D vector, got {policy.shape}")
+    if num_responses is not None and policy.shape[0] != num_responses:
+        raise ValueError(
+            f"{path}: the policy has {policy.shape[0]} entries, the data has "
+            f"{num_responses} responses"
+        )
+    if not np.all(np.isfinite(policy)) or policy.min() < 0 or abs(policy.sum() - 1) > 1e-6:
+        raise ValueError(f"{path}: the policy must be finite, nonnegative and sum to 1")
+    if names is not None and recorded is not None:
+        if not isinstance(recorded, list) or not all(isinstance(n, str) for n in recorded):
+            raise ValueError(f"{path}: 'names' must be a list of strings")
+        expected = [str(n) for n in names]
+        if recorded != expected:
+            if len(recorded) != len(expected):
+                where = f"{len(recorded)} names, the data has {len(expected)}"
+            else:
+                i = next(
+                    i for i, (a, b) in enumerate(zip(recorded, expected, strict=True)) if a != b
+                )
+                where = f"entry {i} is {_short(recorded[i])}, the data's is {_short(expected[i])}"
+            raise ValueError(f"{path}: the policy's names differ from the data's ({where})")
+    return policy

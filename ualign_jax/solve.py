@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from ._linalg import dot
@@ -272,7 +273,9 @@ def _solve_in_segments(pop, config: RunConfig, checkpoint, every: int | None):
     metadata = {"config": config._asdict(), "population": fingerprint(pop), "format": 1}
     state = _map_run(_init_one, pop, config=config)
     if Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, state, metadata)
+        state = load_checkpoint(
+            checkpoint, state, metadata, check=lambda saved: _check_saved(saved, config)
+        )
     start = int(jnp.max(state.step))
     for until in _segments(start, config.steps, every):
         if start >= until or (config.tol is not None and bool(jnp.all(state.done))):
@@ -281,6 +284,24 @@ def _solve_in_segments(pop, config: RunConfig, checkpoint, every: int | None):
         start = until
         save_checkpoint(checkpoint, state, metadata)
     return _map_run(_finish_one, pop, state, config=config)
+
+
+def _check_saved(state: RunState, config: RunConfig) -> None:
+    """Refuse a saved state no run of ``config`` reaches (a damaged or hand-edited checkpoint):
+    ``0 <= step <= steps``; the last iterate and the kept iterates in use on the simplex (to
+    1e-3, as ``_on_simplex``), the unused slots zero."""
+    step = np.asarray(state.step)
+    if step.min() < 0 or step.max() > config.steps:
+        bad = int(step.min() if step.min() < 0 else step.max())
+        raise ValueError(f"step {bad} is outside 0..{config.steps} (the run's steps)")
+    last = np.asarray(state.last)
+    if np.any(last < 0) or np.any(np.abs(last.sum(-1) - 1) > 1e-3):
+        raise ValueError("the last iterate is not a probability vector")
+    kept = np.asarray(state.kept)
+    in_use = np.arange(kept.shape[-2]) < -(-step[..., None] // config.stride)
+    sums = kept.sum(-1)
+    if np.any(kept < 0) or np.any(np.where(in_use, np.abs(sums - 1) > 1e-3, sums != 0)):
+        raise ValueError("the kept iterates are not probability vectors (or unused slots not 0)")
 
 
 def _is_real(value) -> bool:
