@@ -393,7 +393,11 @@ def load_policy(path: str, num_responses: int):
 
 
 def format_table(header: list[str], rows: list[list]) -> str:
-    cells = [header] + [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in r] for r in rows]
+    from .plotting import literal  # noqa: PLC0415  (names may hold lone surrogates)
+
+    cells = [header] + [
+        [f"{v:.4f}" if isinstance(v, float) else literal(v) for v in r] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
