@@ -391,3 +391,14 @@ def test_progress_has_no_carriage_returns_off_a_terminal(capsys):
         bar.step(f"k={k}")
     err = capsys.readouterr().err
     assert "\r" not in err and 1 <= len(err.splitlines()) <= 10
+
+
+def test_help_answers_without_loading_jax():
+    code = (
+        "import sys\nfrom ualign_jax.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "import ualign_jax\nprint(sorted(m for m in ('jax', 'matplotlib') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
