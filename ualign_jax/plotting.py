@@ -88,16 +88,18 @@ def plot_robust_win_rates(
             ls=style,
             label=literal(name),
         )
-    ax.plot(
+    ax.plot(  # a wide grey band under the markers: an equilibrium sits on it, hiding nothing
         ks,
         ks / (ks + 1),
-        color="black",
-        lw=1.0,
-        ls="--" if joined else "none",
+        color="0.55",
+        alpha=0.45,
+        lw=7,
+        ls=style,
+        solid_capstyle="butt",
         marker="_",
-        ms=12,
-        mew=1.5,
-        zorder=5,
+        ms=18,
+        mew=3,
+        zorder=1,
         label="k/(k+1), the guarantee",
     )
     ax.axhline(0.5, color="grey", lw=0.8, ls=":", label="1/2 (a coin flip)")
