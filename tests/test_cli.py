@@ -48,6 +48,8 @@ def test_demo_in_a_subprocess_prints_the_table_and_writes_outputs(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "k/(k+1)" in proc.stdout and "NLHF" in proc.stdout
+    assert f"wrote 3 files in {out}" in proc.stdout
+    assert "solving: 3/3 k=3" in proc.stderr and "\r" not in proc.stderr  # progress, log-safe
     report = json.loads((out / "report.json").read_text())
     assert report["k"] == [1, 2, 3]
     equilibrium = report["robust_win_rate"]["ualign (k+1)-player equilibrium"]
@@ -471,3 +473,35 @@ def test_policy_figure_caps_its_bars(figures, tmp_path):
     plotting.plot_policy(policy, [f"${i}" for i in range(500)], tmp_path / "p.png")
     (ax,) = figures[0].axes
     assert len(ax.get_yticks()) == plotting.MAX_BARS and "460 other" in ax.get_xlabel()
+
+
+def test_ctrl_c_in_process_raises_system_exit_130(tiny, tmp_path, capsys, monkeypatch):
+    def interrupted(runner, args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_interruptibly", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["solve", str(tiny), "--k", "2", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "ualign: interrupted; no partial output was left behind"
+    ]
+    assert cli._CANCELLED.is_set()
+    with pytest.raises(KeyboardInterrupt):  # an abandoned worker cannot swap its outputs in
+        cli._swap_in(tmp_path / "staging", tmp_path / "o")
+    cli._CANCELLED.clear()
+
+
+def test_progress_is_a_tqdm_bar_on_a_terminal(monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bar = cli.Progress(3, "solving")
+    for k in range(3):
+        bar.step(f"k={k}")
+    text = sys.stderr.getvalue()
+    assert "solving" in text and "3/3" in text and bar._bar is None  # closed at the end

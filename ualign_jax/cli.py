@@ -141,6 +141,8 @@ _STAGING: set[Path] = set()
 _CHECKPOINTS: set[Path] = set()
 #: Held while an output folder is swapped in; Ctrl-C waits for it (never a half swap).
 _SWAP_LOCK = threading.Lock()
+#: Set on Ctrl-C: a worker still running must not swap its outputs in afterwards.
+_CANCELLED = threading.Event()
 
 
 def _why(err: OSError) -> str:
@@ -240,6 +242,8 @@ def _exchange(a: Path, b: Path) -> bool:
 def _swap_in(staging: Path, target: Path) -> None:
     """Make ``staging`` the folder ``target`` (replacing a previous one) in one step."""
     with _SWAP_LOCK:
+        if _CANCELLED.is_set():
+            raise KeyboardInterrupt
         if not target.exists():
             os.rename(staging, target)
             return
@@ -992,8 +996,14 @@ def _run_interruptibly(runner, args):
     return outcome["report"]
 
 
-def _interrupted() -> None:
-    """Ctrl-C: remove partial files, say so in one line, exit 130 without waiting on JAX."""
+def _interrupted(in_process: bool) -> None:
+    """Ctrl-C: remove partial files, say so in one line, exit 130 without waiting on JAX.
+
+    From the command line the process ends at once (``os._exit``: the worker may be inside a
+    compiled loop). Called in-process (``main(argv)``), it raises ``SystemExit(130)`` instead;
+    the abandoned worker then finds the run cancelled and writes nothing.
+    """
+    _CANCELLED.set()
     acquired = _SWAP_LOCK.acquire(timeout=10)  # never leave a half-swapped output folder
     _remove_partial_files()
     print("ualign: interrupted; no partial output was left behind", file=sys.stderr)
@@ -1001,11 +1011,14 @@ def _interrupted() -> None:
     sys.stderr.flush()
     if acquired:
         _SWAP_LOCK.release()
-    os._exit(EXIT_INTERRUPTED)  # the worker may be inside a compiled loop: do not join it
+    if in_process:
+        raise SystemExit(EXIT_INTERRUPTED)
+    os._exit(EXIT_INTERRUPTED)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ualign`` console script."""
+    _CANCELLED.clear()
     try:
         try:
             args = build_parser().parse_args(argv)
@@ -1023,7 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ualign: error: {err}", file=sys.stderr)
             return EXIT_USAGE
     except KeyboardInterrupt:
-        _interrupted()
+        _interrupted(in_process=argv is not None)
     if args.json:
         print(json.dumps(report, indent=2, default=_jsonable))
     elif not args.quiet:
