@@ -1,6 +1,7 @@
 """The ``ualign`` command as a user meets it: outputs, exit codes, one-line errors."""
 
 import errno
+import importlib
 import json
 import os
 import shutil
@@ -505,3 +506,19 @@ def test_progress_is_a_tqdm_bar_on_a_terminal(monkeypatch):
         bar.step(f"k={k}")
     text = sys.stderr.getvalue()
     assert "solving" in text and "3/3" in text and bar._bar is None  # closed at the end
+
+
+def test_a_checkpoint_that_cannot_be_saved_mid_run_is_one_line(tiny, tmp_path, capsys, monkeypatch):
+    from ualign_jax import checkpoint as checkpoint_module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", full)
+    solve_module = importlib.import_module("ualign_jax.solve")  # `ua.solve` is the function
+    if hasattr(solve_module, "save_checkpoint"):
+        monkeypatch.setattr(solve_module, "save_checkpoint", full)
+    argv = ["solve", tiny, "--k", "2", "--out", tmp_path / "o", "--quiet"]
+    argv += ["--checkpoint", tmp_path / "run.npz", "--checkpoint-every", "2", "--tol", "0"]
+    assert_usage_error(capsys, argv, "--checkpoint", "No space left")
+    assert not (tmp_path / "o").exists()

@@ -2,8 +2,12 @@
 
 Subcommands: ``demo`` (the main job on the bundled sushi data), ``solve``, ``evaluate``,
 ``reproduce`` (THEORY T1–T5 checked numerically) and ``bench``. Bad input exits with code 2 and
-one line naming the file, line or option; outputs are written to a temporary folder first and
-moved into place only when complete.
+one line naming the file, line or option; output folders are checked before any work, written
+into a staging folder beside the real target and swapped in whole (:func:`write_outputs`);
+Ctrl-C exits with code 130 at once, leaving no partial files. JAX loads only once a command
+runs, so ``ualign --help`` is immediate. Helpers meant for reuse by further subcommands:
+:func:`check_out`, :func:`atomic_output`/:func:`write_outputs`, :func:`load_data`,
+:class:`Progress`, :func:`provenance`.
 """
 
 from __future__ import annotations
@@ -363,6 +367,8 @@ def load_data(path: str, x64: bool = False):
         raise UsageError(f"{path}: no such file") from err
     except ValueError as err:
         raise UsageError(str(err)) from err
+    except OSError as err:  # a folder, no permission, an I/O error
+        raise UsageError(f"{path}: cannot read ({_why(err)})") from err
 
 
 def load_policy(path: str, num_responses: int):
@@ -448,6 +454,9 @@ def solve_for_each_k(pop, ks, method, steps, tol, progress, **checkpointing):
             sol = ua.solve(pop, k, **_solver_options(method, steps, tol), **checkpointing)
         except ValueError as err:  # e.g. a checkpoint from another run
             raise UsageError(str(err)) from err
+        except OSError as err:  # the checkpoint could not be read or saved (disk full, removed)
+            where = checkpointing.get("checkpoint", err.filename)
+            raise UsageError(f"--checkpoint {where}: {_why(err)} while solving") from err
         results.append(sol)
         progress.step(f"k={k}")
     progress.close()
