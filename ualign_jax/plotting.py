@@ -163,11 +163,12 @@ def plot_convergence(
         right.axhline(bound, color="black", ls="--", label=label)
     else:
         right.text(
-            0.02,
-            0.02,
-            f"no bound drawn: the sqrt(T ln n / 2) bound is Hedge's, not {method}'s",
+            0.98,
+            0.03,
+            "no bound drawn:\nthe T5 bound is Hedge's",
             transform=right.transAxes,
-            fontsize=7,
+            ha="right",
+            fontsize=8,
             color="dimgray",
             parse_math=False,
         )
