@@ -10,6 +10,8 @@ from jaxtyping import install_import_hook  # noqa: E402
 with install_import_hook("ualign_jax", "beartype.beartype"):
     import ualign_jax as ua
 
+    ua._load_everything()  # the package loads its submodules lazily: load them under the hook
+
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -1,15 +1,22 @@
 """The ``ualign`` command as a user meets it: outputs, exit codes, one-line errors."""
 
+import errno
+import importlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ualign_jax.cli import main
+from ualign_jax import cli
+from ualign_jax.cli import SOLVE_OUTPUTS, main
 
 NETFLIX = Path(__file__).resolve().parent.parent / "ualign_jax" / "datasets" / "00004-00000001.soc"
 
@@ -42,6 +49,8 @@ def test_demo_in_a_subprocess_prints_the_table_and_writes_outputs(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "k/(k+1)" in proc.stdout and "NLHF" in proc.stdout
+    assert f"wrote 3 files in {out}" in proc.stdout
+    assert "solving: 3/3 k=3" in proc.stderr and "\r" not in proc.stderr  # progress, log-safe
     report = json.loads((out / "report.json").read_text())
     assert report["k"] == [1, 2, 3]
     equilibrium = report["robust_win_rate"]["ualign (k+1)-player equilibrium"]
@@ -56,12 +65,15 @@ def test_solve_then_evaluate_round_trip(tmp_path, capsys):
     out = tmp_path / "solved"
     code, stdout, _ = run_main(capsys, "solve", NETFLIX, "--k", "2", "--out", out, "--quiet")
     assert code == 0
-    for name in ("policy.json", "mixture.npz", "trace.npz", "report.json", "policy.png"):
-        assert (out / name).is_file(), name
+    assert sorted(p.name for p in out.iterdir()) == sorted(SOLVE_OUTPUTS)
     report = json.loads((out / "report.json").read_text())
     assert report["method"] == "optimistic_gradient" and report["outcome"] == "successful"
+    assert report["steps"] < 200  # stops at the default tolerance, not after all 2000 steps
+    assert report["exploitability"] <= 1e-6 + 1e-7
+    assert [e["name"] for e in report["policy"]][0] == "Shrek (Full-screen)"
     policy = json.loads((out / "policy.json").read_text())
     assert policy["names"][0] == "Shrek (Full-screen)"
+    assert policy["k"] == 2 and policy["method"] == "optimistic_gradient"
     np.testing.assert_allclose(sum(policy["policy"]), 1.0, atol=1e-6)
     code, stdout, _ = run_main(
         capsys,
@@ -80,6 +92,12 @@ def test_solve_then_evaluate_round_trip(tmp_path, capsys):
     assert [(r["k"], r["ell"]) for r in rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     k2 = next(r for r in rows if r["k"] == 2 and r["ell"] == 1)
     assert k2["robust_win_rate"] >= 2 / 3 - 1e-3
+    assert [r["policy_solved_for_this_k"] for r in rows] == [False, False, True, True]
+    assert json.loads(stdout)["solved_for"] == {"k": 2, "method": "optimistic_gradient"}
+    code, stdout, _ = run_main(
+        capsys, "evaluate", NETFLIX, "--policy", out / "policy.json", "--k", "1,2"
+    )
+    assert "solved for k=2 (optimistic_gradient)" in stdout
 
 
 def test_evaluate_accepts_npz_data_and_npy_policy(tmp_path, capsys):
@@ -141,3 +159,366 @@ def test_help_is_useful(capsys):
     text = capsys.readouterr().out
     for command in ("demo", "solve", "evaluate", "reproduce", "bench"):
         assert command in text
+    with pytest.raises(SystemExit):
+        main(["solve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("optimistic_gradient, extragradient", "(default: optimistic_gradient)"):
+        assert words in text
+    for option in ("--steps", "--tol", "--checkpoint-every", "--x64"):
+        assert text.split(option)[-1].split("--")[0].count("default") == 1, option
+
+
+# --------------------------------------------------------------------------- outputs (#13 6, 7)
+
+NAMES = ["Price $5#1 $6", "$\\foo$", "tuna \udcff"]
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """Three users, three responses, names matplotlib would read as math (one solve compiles)."""
+    path = tmp_path / "tiny.npz"
+    utilities = np.array([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 0.0, 2.0]])
+    np.savez(path, utilities=utilities, weights=np.array([1.0, 1.0, 2.0]), names=np.array(NAMES))
+    return path
+
+
+def solve_tiny(capsys, tiny, out, *extra):
+    return run_main(capsys, "solve", tiny, "--k", "2", "--out", out, *extra)
+
+
+def hidden(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_solve_draws_and_prints_names_literally(tiny, tmp_path, capsys):
+    code, stdout, err = solve_tiny(capsys, tiny, tmp_path / "o")
+    assert code == 0, err
+    assert "Price $5#1 $6" in stdout and "tuna \\udcff" in stdout
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [e["name"] for e in report["policy"]] == NAMES
+    assert f"wrote 6 files in {tmp_path / 'o'}" in stdout
+    assert "\r" not in err  # stderr is not a terminal: plain progress lines
+
+
+def test_policy_listed_by_position_even_with_repeated_names():
+    entries = cli._by_position(["a", "a", "b"], np.array([0.25, 0.5, 0.25]))
+    assert [e["probability"] for e in entries] == [0.25, 0.5, 0.25]
+
+
+def test_out_behind_a_cross_device_symlink(tiny, tmp_path, capsys):
+    other = Path("/dev/shm")
+    if not other.is_dir() or other.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the temporary folder")
+    target = Path(tempfile.mkdtemp(dir=other))
+    try:
+        (tmp_path / "link").symlink_to(target)
+        code, _, err = solve_tiny(capsys, tiny, tmp_path / "link", "--quiet")
+        assert code == 0, err
+        assert sorted(p.name for p in target.iterdir()) == sorted(SOLVE_OUTPUTS)
+        assert hidden(tmp_path) == [] and hidden(other / target.name) == []
+    finally:
+        shutil.rmtree(target)
+
+
+def test_dangling_symlink_out_and_checkpoint(tiny, tmp_path, capsys):
+    (tmp_path / "gone").symlink_to(tmp_path / "missing")
+    assert_usage_error(
+        capsys, ["solve", tiny, "--k", "2", "--out", tmp_path / "gone"], "--out", "does not exist"
+    )
+    assert_usage_error(
+        capsys,
+        ["solve", tiny, "--k", "2", "--out", tmp_path / "o", "--checkpoint", tmp_path / "gone"],
+        "--checkpoint",
+    )
+
+
+def test_unwritable_places_are_refused_before_solving(tiny, tmp_path, capsys, monkeypatch):
+    import ualign_jax as ua
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("solved before checking the output")
+
+    monkeypatch.setattr(ua, "solve", no_solve)
+    (tmp_path / "file").write_text("x")
+    for option in ("--out", "--checkpoint"):
+        argv = ["solve", tiny, "--k", "2", "--out", tmp_path / "o"]
+        assert_usage_error(capsys, [*argv, option, tmp_path / "file" / "x"], option, "not a folder")
+    real_mkdtemp = tempfile.mkdtemp
+
+    def read_only(*args, **kwargs):
+        if str(kwargs.get("dir", "")).startswith(str(tmp_path)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_mkdtemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    assert_usage_error(
+        capsys, ["solve", tiny, "--k", "2", "--out", tmp_path / "o"], "--out", "Read-only"
+    )
+    assert_usage_error(
+        capsys,
+        ["solve", tiny, "--k", "2", "--out", "/tmp/x", "--checkpoint", tmp_path / "c.npz"],
+        "--checkpoint",
+        "Read-only",
+    )
+
+
+def test_a_full_disk_keeps_the_results_and_says_where(tiny, tmp_path, capsys, monkeypatch):
+    real_write = cli.write_json
+
+    def full(path, payload):
+        if str(path).startswith(str(tmp_path)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(path, payload)
+
+    monkeypatch.setattr(cli, "write_json", full)
+    code, _, err = solve_tiny(capsys, tiny, tmp_path / "o", "--quiet")
+    assert code == 2 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert "No space left" in line and "the finished results are in" in line
+    kept = Path(line.rsplit(" ", 1)[-1])
+    try:
+        assert sorted(p.name for p in kept.iterdir()) == sorted(SOLVE_OUTPUTS)
+    finally:
+        shutil.rmtree(kept)
+    assert not (tmp_path / "o").exists() and hidden(tmp_path) == []
+
+
+def test_a_failed_swap_keeps_the_finished_folder(tiny, tmp_path, capsys, monkeypatch):
+    def broken(staging, target):
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(cli, "_swap_in", broken)
+    code, _, err = solve_tiny(capsys, tiny, tmp_path / "o", "--quiet")
+    assert code == 2 and "Traceback" not in err
+    kept = Path(err.strip().rsplit(" ", 1)[-1])
+    assert (kept / "report.json").is_file() and kept.parent == tmp_path
+
+
+def test_output_folder_is_replaced_whole_and_said_so(tiny, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert solve_tiny(capsys, tiny, out, "--quiet")[0] == 0
+    (out / "stale.txt").write_text("from an older version")
+    code, stdout, _ = solve_tiny(capsys, tiny, out)
+    assert code == 0 and f"replaced the previous outputs in {out}" in stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted(SOLVE_OUTPUTS)  # one set, not a merge
+    assert hidden(tmp_path) == []
+
+
+def test_out_that_ualign_did_not_write_is_refused_up_front(tiny, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep me")
+    assert_usage_error(capsys, ["solve", tiny, "--k", "2", "--out", mine], "--out", "not empty")
+    assert (mine / "thesis.tex").read_text() == "keep me"
+    out = tmp_path / "o"
+    assert solve_tiny(capsys, tiny, out, "--quiet")[0] == 0
+    (out / "policy.json").unlink()
+    (out / "policy.json").mkdir()  # a folder where a result file goes: refused before solving
+    assert_usage_error(capsys, ["solve", tiny, "--k", "2", "--out", out], "policy.json")
+    assert (out / "policy.json").is_dir() and (out / "report.json").is_file()
+
+
+def test_ctrl_c_exits_130_promptly_and_leaves_nothing(tmp_path):
+    np.savez(tmp_path / "d.npz", utilities=np.array([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0]]))
+    checkpoint = tmp_path / "ck" / "run.npz"
+    command = [sys.executable, "-m", "ualign_jax.cli", "solve", tmp_path / "d.npz", "--k", "2"]
+    command += ["--out", tmp_path / "o", "--method", "hedge", "--steps", "200000", "--tol", "0"]
+    command += ["--checkpoint", checkpoint, "--checkpoint-every", "1"]
+    proc = subprocess.Popen([str(c) for c in command], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists():  # the run is under way: it has saved a checkpoint
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 5
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("ualign: interrupt")
+    assert not (tmp_path / "o").exists() and hidden(tmp_path) == []
+    assert [p.name for p in checkpoint.parent.iterdir()] == ["run.npz"]
+
+
+# --------------------------------------------------------------------------- caps, evaluate, bench
+
+
+def test_loops_over_k_are_capped(tmp_path, capsys):
+    assert_usage_error(capsys, ["demo", "--k-max", str(cli.MAX_DEMO_K + 1)], "--k-max")
+    assert_usage_error(
+        capsys, ["evaluate", NETFLIX, "--policy", "p.json", "--k", "1-1000", "--ell", "1"], "pairs"
+    )
+    assert_usage_error(capsys, ["evaluate", NETFLIX, "--policy", "p.json", "--k", "1-100001"])
+
+
+def test_evaluate_refuses_a_policy_for_other_names(tiny, tmp_path, capsys):
+    names = ["Shrek (Full-screen)", "The X-Files: Season 2", "Tuna"]
+    (tmp_path / "p.json").write_text(json.dumps({"policy": [0.2, 0.3, 0.5], "names": names}))
+    assert_usage_error(
+        capsys, ["evaluate", NETFLIX, "--policy", tmp_path / "p.json"], "names", "'Tuna'"
+    )
+
+
+def test_bench_reports_cleanly(tmp_path, capsys, monkeypatch):
+    suite = tmp_path / "benchmarks" / "suite.py"
+    suite.parent.mkdir()
+    peers = {"games": {"g": {"solvers": {"x": {"library": "nashpy", "status": "not installed"}}}}}
+    suite.write_text(
+        "import json, pathlib\n"
+        "out = pathlib.Path(__file__).parent / 'results'\n"
+        "for name in ('a.png', 'b.png', 'c.png', 'suite_quick.json'):\n"
+        "    (out / name).write_text('x')\n"
+        f"(out / 'peers_quick.json').write_text(json.dumps({peers!r}))\n"
+        "print('| markdown | table |')\nprint(json.dumps({'a': 1}))\n"
+    )
+    monkeypatch.setattr(cli, "find_suite", lambda: suite)
+    code, stdout, _ = run_main(capsys, "bench")
+    assert code == 0
+    for name in ("a.png", "b.png", "c.png", "peers_quick.json", 'pip install -e ".[peers]"'):
+        assert name in stdout
+    assert "markdown" not in stdout and "{" not in stdout
+    monkeypatch.setattr(cli, "find_suite", lambda: None)
+    assert_usage_error(capsys, ["bench"], "clone")
+
+
+def test_reproduce_table_fits_in_100_columns(capsys):
+    row = {"claim": "T5 self-play regret", "passed": True, "detail": "x = 1.0e-3; " * 40}
+    cli.print_reproduce({"rows": [row, {**row, "passed": False}]})
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 100 and "1 of 2 claims hold" in lines[-1]
+
+
+def test_progress_has_no_carriage_returns_off_a_terminal(capsys):
+    bar = cli.Progress(30, "solving")
+    for k in range(30):
+        bar.step(f"k={k}")
+    err = capsys.readouterr().err
+    assert "\r" not in err and 1 <= len(err.splitlines()) <= 10
+
+
+def test_help_answers_without_loading_jax():
+    code = (
+        "import sys\nfrom ualign_jax.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "import ualign_jax\nprint(sorted(m for m in ('jax', 'matplotlib') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --------------------------------------------------------------------------- figures (#13 15, 18)
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures the plotting functions make, kept open for inspection."""
+    from ualign_jax import plotting
+
+    made = []
+
+    def keep(fig, plt, path):
+        fig.canvas.draw()  # renders every text: a mathtext error would raise here
+        made.append(fig)
+        return Path(path)
+
+    monkeypatch.setattr(plotting, "_save", keep)
+    yield made
+    import matplotlib.pyplot as plt
+
+    for fig in made:
+        plt.close(fig)
+
+
+def legend_texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_convergence_figure_draws_the_bound_of_the_method_used(figures, tmp_path):
+    from ualign_jax import plotting
+
+    trace = {
+        "exploitability": np.array([0.1, 0.01, 1e-4]),
+        "mixture_exploitability": np.array([0.1, 0.05, 0.03]),
+        "regret": np.array([0.1, 0.15, 0.16]),
+    }
+    plotting.plot_convergence(trace, "optimistic_gradient", 5, tmp_path / "a.png", "d.soc, k=4")
+    plotting.plot_convergence(trace, "hedge", 5, tmp_path / "b.png", "d.soc, k=4", horizon=3)
+    optimistic, hedge = figures
+    left, right = optimistic.axes
+    assert legend_texts(left) == ["last iterate", "mixture of iterates"]
+    assert not any("Hedge" in t for t in legend_texts(right))
+    assert any("Hedge bound" in t for t in legend_texts(hedge.axes[1]))
+    assert "k=4" in optimistic._suptitle.get_text()
+
+
+def test_win_rate_figure_integer_ticks_labelled_half_and_sparse_k_unjoined(figures, tmp_path):
+    from ualign_jax import plotting
+
+    rates = {"equilibrium": [0.5, 0.8, 0.94], "Price $5#1 $6": [0.5, 0.7, 0.7]}
+    plotting.plot_robust_win_rates([1, 4, 16], rates, tmp_path / "a.png")
+    (ax,) = figures[0].axes
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    assert "1/2 (a coin flip)" in legend_texts(ax)
+    assert all(line.get_linestyle() == "None" for line in ax.get_lines()[:3])  # sparse k
+    plotting.plot_robust_win_rates([1, 2, 3], rates, tmp_path / "b.png")
+    (ax,) = figures[1].axes
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    assert ax.get_lines()[0].get_linestyle() == "-"
+
+
+def test_policy_figure_caps_its_bars(figures, tmp_path):
+    from ualign_jax import plotting
+
+    policy = np.full(500, 1 / 500)
+    plotting.plot_policy(policy, [f"${i}" for i in range(500)], tmp_path / "p.png")
+    (ax,) = figures[0].axes
+    assert len(ax.get_yticks()) == plotting.MAX_BARS and "460 other" in ax.get_xlabel()
+
+
+def test_ctrl_c_in_process_raises_system_exit_130(tiny, tmp_path, capsys, monkeypatch):
+    def interrupted(runner, args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_interruptibly", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["solve", str(tiny), "--k", "2", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "ualign: interrupted; no partial output was left behind"
+    ]
+    assert cli._CANCELLED.is_set()
+    with pytest.raises(KeyboardInterrupt):  # an abandoned worker cannot swap its outputs in
+        cli._swap_in(tmp_path / "staging", tmp_path / "o")
+    cli._CANCELLED.clear()
+
+
+def test_progress_is_a_tqdm_bar_on_a_terminal(monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bar = cli.Progress(3, "solving")
+    for k in range(3):
+        bar.step(f"k={k}")
+    text = sys.stderr.getvalue()
+    assert "solving" in text and "3/3" in text and bar._bar is None  # closed at the end
+
+
+def test_a_checkpoint_that_cannot_be_saved_mid_run_is_one_line(tiny, tmp_path, capsys, monkeypatch):
+    from ualign_jax import checkpoint as checkpoint_module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", full)
+    solve_module = importlib.import_module("ualign_jax.solve")  # `ua.solve` is the function
+    if hasattr(solve_module, "save_checkpoint"):
+        monkeypatch.setattr(solve_module, "save_checkpoint", full)
+    argv = ["solve", tiny, "--k", "2", "--out", tmp_path / "o", "--quiet"]
+    argv += ["--checkpoint", tmp_path / "run.npz", "--checkpoint-every", "2", "--tol", "0"]
+    assert_usage_error(capsys, argv, "--checkpoint", "No space left")
+    assert not (tmp_path / "o").exists()

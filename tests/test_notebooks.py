@@ -9,6 +9,7 @@ claims their prose makes). Needs the ``test`` extra (``nbclient``, ``nbformat``,
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,36 @@ def test_notebooks_exist():
         "accelerator_scaling.ipynb",
     }
     assert expected <= names, f"missing notebooks: {sorted(expected - names)}"
+
+
+def solver_claims(text: str) -> list[tuple[str, set[str]]]:
+    """Sentences that say which solver is the default, with the methods each one names."""
+    from ualign_jax.solve import METHODS  # noqa: PLC0415
+
+    claims = []
+    for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
+        if "default" not in sentence:
+            continue
+        named = {m for m in METHODS if m in sentence or m.replace("_", " ") in sentence}
+        if named:
+            claims.append((sentence, named))
+    return claims
+
+
+def test_solver_claims_catch_a_wrong_default():
+    (claim,) = solver_claims("`ua.solve` runs self-play (adaptive extragradient by default).")
+    assert "optimistic_gradient" not in claim[1]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_notebook_names_the_default_solver(path):
+    """Prose that names the default solver names ``DEFAULT_METHOD`` (issue #13, item 4)."""
+    from ualign_jax.solve import DEFAULT_METHOD  # noqa: PLC0415
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        for sentence, named in solver_claims(cell.source):
+            assert DEFAULT_METHOD in named, f"{path.name}: {sentence}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])

@@ -12,66 +12,104 @@ Example:
     (3,)
 """
 
-from . import dynamics, plotting, testing
-from .baselines import (
-    bradley_terry_scores,
-    maximal_lottery,
-    nash_md,
-    nlhf,
-    pairwise_matrix,
-    reference_policy,
-    rlhf,
-)
-from .data import (
-    DATASETS,
-    PreflibData,
-    load_dataset,
-    load_policy_file,
-    load_population,
-    load_preflib,
-    parse_preflib,
-)
-from .dynamics import (
-    Dynamics,
-    extragradient,
-    hedge,
-    kl_regularised,
-    logit_gradient,
-    optimistic_gradient,
-    optimistic_hedge,
-    regret_matching_plus,
-)
-from .generators import (
-    condorcet_instance,
-    impartial_culture,
-    mallows_mixture,
-    plackett_luce_mixture,
-)
-from .metrics import (
-    RobustBounds,
-    exploitability,
-    robust_win_rate,
-    robust_win_rate_bounds,
-    win_rate,
-)
-from .payoffs import (
-    CountForm,
-    count_form,
-    count_form_payoffs,
-    monte_carlo_payoffs,
-    response_payoffs,
-    win_tensor,
-)
-from .policies import ProductMixture, uniform_policy
-from .populations import (
-    DenseGame,
-    PlackettLucePopulation,
-    Population,
-    RankingPopulation,
-    SampledPopulation,
-)
-from .sharding import prompt_mesh, shard_prompts
-from .solve import METHODS, OUTCOMES, Solution, Trace, solve
+import importlib
+import sys
+import types
+
+
+def _load_everything() -> None:
+    """Import the submodules and bind the public names (on the first use of any of them).
+
+    The package itself imports nothing heavy, so ``ualign --help`` answers before JAX loads.
+    """
+    dynamics = importlib.import_module(".dynamics", __name__)
+    plotting = importlib.import_module(".plotting", __name__)
+    testing = importlib.import_module(".testing", __name__)
+    from .baselines import (
+        bradley_terry_scores,
+        maximal_lottery,
+        nash_md,
+        nlhf,
+        pairwise_matrix,
+        reference_policy,
+        rlhf,
+    )
+    from .data import (
+        DATASETS,
+        PreflibData,
+        load_dataset,
+        load_policy_file,
+        load_population,
+        load_preflib,
+        parse_preflib,
+    )
+    from .dynamics import (
+        Dynamics,
+        extragradient,
+        hedge,
+        kl_regularised,
+        logit_gradient,
+        optimistic_gradient,
+        optimistic_hedge,
+        regret_matching_plus,
+    )
+    from .generators import (
+        condorcet_instance,
+        impartial_culture,
+        mallows_mixture,
+        plackett_luce_mixture,
+    )
+    from .metrics import (
+        RobustBounds,
+        exploitability,
+        robust_win_rate,
+        robust_win_rate_bounds,
+        win_rate,
+    )
+    from .payoffs import (
+        CountForm,
+        count_form,
+        count_form_payoffs,
+        monte_carlo_payoffs,
+        response_payoffs,
+        win_tensor,
+    )
+    from .policies import ProductMixture, uniform_policy
+    from .populations import (
+        DenseGame,
+        PlackettLucePopulation,
+        Population,
+        RankingPopulation,
+        SampledPopulation,
+    )
+    from .sharding import prompt_mesh, shard_prompts
+    from .solve import METHODS, OUTCOMES, Solution, Trace, solve
+
+    globals().update(locals())  # the names imported above become the package's attributes
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        _load_everything()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``ualign_jax.solve`` the function when the submodule of that name is imported."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and name in _FUNCTIONS_NAMED_LIKE_MODULES:
+            return
+        super().__setattr__(name, value)
+
+
+_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"solve"})
+sys.modules[__name__].__class__ = _Package
 
 __version__ = "0.1.0"
 
@@ -107,7 +145,6 @@ __all__ = [
     "condorcet_instance",
     "impartial_culture",
     "load_dataset",
-    "load_policy_file",
     "load_preflib",
     "mallows_mixture",
     "parse_preflib",

@@ -1,6 +1,9 @@
-"""Pictures of the results: robust win rate vs k, regret vs T, a policy over named responses.
+"""Pictures of the results: robust win rate vs k, a solve's convergence, a policy over responses.
 
 Every function writes one PNG (matplotlib's Agg backend, no display needed) and returns its path.
+Names and titles are drawn literally: ``$``, ``\\``, ``_`` or ``#`` in a response name never
+start matplotlib's math mode, and characters no font can draw (lone surrogates) are shown as
+``\\udcxx`` escapes.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from jax.typing import ArrayLike
 
-__all__ = ["plot_robust_win_rates", "plot_regret", "plot_policy"]
+__all__ = ["plot_robust_win_rates", "plot_convergence", "plot_regret", "plot_policy"]
+
+#: Most responses ``plot_policy`` draws (the largest); the rest are summed in a note.
+MAX_BARS = 40
 
 
 def _pyplot():
@@ -24,10 +29,38 @@ def _pyplot():
     return plt
 
 
+def literal(text) -> str:
+    """``text`` as a string safe to draw: lone surrogates escaped (math mode is off elsewhere).
+
+    Example:
+        >>> literal("tuna \\udcff")
+        'tuna \\\\udcff'
+    """
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _plain(*texts) -> None:
+    """Draw these matplotlib Text objects literally (no mathtext)."""
+    for text in texts:
+        text.set_parse_math(False)
+
+
+def _title(ax, title: str) -> None:
+    _plain(ax.set_title(literal(title)))
+
+
+def _legend(ax, **kwargs) -> None:
+    legend = ax.legend(**kwargs)
+    _plain(*legend.get_texts())
+
+
 def plot_robust_win_rates(
     ks: Sequence[int], rates: Mapping[str, Sequence[float]], path, title: str = ""
 ) -> Path:
     """Robust win rate ``R_{k,1}`` of each method's policy sampled k times, against ``k/(k+1)``.
+
+    The guarantee ``k/(k+1)`` (docs/theory.md §4, T1) is drawn at the evaluated k only; values are
+    joined by lines only when the k are consecutive (a line between sparse k means nothing).
 
     Example:
         >>> import tempfile, pathlib
@@ -36,64 +69,173 @@ def plot_robust_win_rates(
         'robust.png'
     """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
     ks = np.asarray(ks)
+    joined = ks.size > 1 and bool(np.all(np.diff(ks) == 1))
+    style = "-" if joined else "none"
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    grid = np.linspace(ks.min(), ks.max(), 200)
-    ax.plot(
-        grid,
-        grid / (grid + 1),
-        color="black",
-        lw=1.5,
-        ls="--",
-        zorder=5,
-        label="k/(k+1) (guarantee)",
-    )
     markers = "osD^v<>"
     for i, (name, values) in enumerate(rates.items()):
-        ax.plot(ks, values, marker=markers[i % len(markers)], ms=4, lw=1.5, label=name)
-    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.plot(
+            ks,
+            values,
+            marker=markers[i % len(markers)],
+            ms=6,
+            mfc="none",  # hollow: the guarantee stays visible through the markers
+            mew=1.3,
+            lw=1.3,
+            ls=style,
+            label=literal(name),
+        )
+    ax.plot(  # a wide grey band under the markers: an equilibrium sits on it, hiding nothing
+        ks,
+        ks / (ks + 1),
+        color="0.55",
+        alpha=0.45,
+        lw=7,
+        ls=style,
+        solid_capstyle="butt",
+        marker="_",
+        ms=18,
+        mew=3,
+        zorder=1,
+        label="k/(k+1), the guarantee",
+    )
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":", label="1/2 (a coin flip)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("k (responses sampled per prompt)")
     ax.set_ylabel("robust win rate vs any single response")
     ax.set_ylim(0.0, 1.02)
-    ax.set_title(title or "Robust win rate of k samples")
+    _title(ax, title or "Robust win rate of k samples")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    _legend(ax, loc="lower right", fontsize=8)
     return _save(fig, plt, path)
 
 
-def plot_regret(regret: ArrayLike, num_responses: int, path, title: str = "") -> Path:
-    """Cumulative external regret ``Reg_t`` vs ``t`` (log–log) against the √t reference lines.
+def plot_convergence(
+    trace: Mapping[str, np.ndarray],
+    method: str,
+    num_responses: int,
+    path,
+    title: str = "",
+    horizon: int | None = None,
+) -> Path:
+    """A solve's progress: exploitability (last iterate and mixture), and regret, vs steps.
 
-    Dashed: ``sqrt(t ln n / 2)``. Dotted: its value at the horizon ``T``, the bound that Hedge
-    with the fixed rate ``η = sqrt(8 ln n / T)`` keeps at every ``t <= T`` (THEORY T5).
+    ``trace`` holds ``exploitability``, ``mixture_exploitability`` and ``regret`` over the steps
+    taken (``Solution.trace`` cut at ``num_steps``). The regret bound ``sqrt(T ln n / 2)`` of
+    docs/theory.md §4 (T5) is drawn only for ``method="hedge"`` run for ``horizon`` = T steps, the
+    one method it is proved for; other methods get no bound line.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "convergence.png"
+        >>> trace = {"exploitability": [0.1, 0.01], "mixture_exploitability": [0.1, 0.05],
+        ...          "regret": [0.1, 0.12]}
+        >>> plot_convergence(trace, "optimistic_gradient", 3, out).name
+        'convergence.png'
+    """
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
+    last = np.asarray(trace["exploitability"], dtype=float)
+    mixed = np.asarray(trace["mixture_exploitability"], dtype=float)
+    regret = np.asarray(trace["regret"], dtype=float)
+    steps = np.arange(1, last.size + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120)
+    for values, label in ((last, "last iterate"), (mixed, "mixture of iterates")):
+        positive = values > 0
+        marker = "." if last.size <= 60 else None  # a few steps: show each one
+        left.semilogy(steps[positive], values[positive], lw=1.5, marker=marker, label=label)
+    left.set_xlabel("step")
+    left.set_ylabel("exploitability (0 at an equilibrium)")
+    left.set_title("Exploitability")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.grid(alpha=0.3, which="both")
+    _legend(left, loc="best", fontsize=8)
+
+    positive = regret > 0
+    right.loglog(steps[positive], regret[positive], lw=1.5, label="measured regret")
+    if method == "hedge" and horizon is not None:
+        bound = math.sqrt(horizon * math.log(num_responses) / 2)
+        label = f"Hedge bound sqrt(T ln n / 2), T={horizon}"
+        right.axhline(bound, color="black", ls="--", label=label)
+    else:
+        right.text(
+            0.98,
+            0.03,
+            "no bound drawn:\nthe T5 bound is Hedge's",
+            transform=right.transAxes,
+            ha="right",
+            fontsize=8,
+            color="dimgray",
+            parse_math=False,
+        )
+    right.set_xlabel("step t")
+    right.set_ylabel("external regret Reg_t")
+    right.set_title("Self-play regret")
+    right.grid(alpha=0.3, which="both")
+    _legend(right, loc="best", fontsize=8)
+    _plain(fig.suptitle(literal(title or f"Convergence of {method}")))
+    return _save(fig, plt, path)
+
+
+def plot_regret(regret, num_responses: int, path, title: str = "", method: str = "hedge") -> Path:
+    """Cumulative external regret ``Reg_t`` vs ``t`` (log–log).
+
+    For ``method="hedge"`` (run with ``η = sqrt(8 ln n / T)``, T = the trace's length) the dotted
+    line is its bound ``sqrt(T ln n / 2)``, which holds at every ``t <= T`` (docs/theory.md §4, T5);
+    no bound is drawn for other methods.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "regret.png"
+        >>> plot_regret([0.1, 0.2, 0.25], 3, out).name
+        'regret.png'
     """
     plt = _pyplot()
     regret = np.asarray(regret, dtype=float)
     steps = np.arange(1, regret.size + 1)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    bound = np.sqrt(steps * math.log(num_responses) / 2)
-    ax.loglog(steps, bound, color="black", ls="--", label="sqrt(t ln n / 2)")
-    ax.axhline(bound[-1], color="black", ls=":", label="Hedge bound for horizon T (fixed eta)")
+    if method == "hedge":
+        bound = math.sqrt(regret.size * math.log(num_responses) / 2)
+        ax.axhline(bound, color="black", ls=":", label="Hedge bound sqrt(T ln n / 2)")
     positive = regret > 0
     ax.loglog(steps[positive], regret[positive], lw=1.5, label="measured regret")
     ax.set_xlabel("t (steps)")
     ax.set_ylabel("external regret Reg_t")
-    ax.set_title(title or "Self-play regret")
+    _title(ax, title or f"Self-play regret ({method})")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
+    _legend(ax, fontsize=8, loc="best")
     return _save(fig, plt, path)
 
 
-def plot_policy(policy: ArrayLike, names: Sequence[str] | None, path, title: str = "") -> Path:
-    """The policy as horizontal bars over the named responses, largest first."""
+def plot_policy(policy, names: Sequence[str] | None, path, title: str = "") -> Path:
+    """The policy as horizontal bars over the named responses, largest first.
+
+    At most ``MAX_BARS`` bars (the largest); the mass of the others is given in a note. Names are
+    drawn literally and may repeat (bars are placed by position).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "policy.png"
+        >>> plot_policy([0.25, 0.75], ["Price $5#1 $6", "$\\\\foo$"], out).name
+        'policy.png'
+    """
     plt = _pyplot()
     policy = np.asarray(policy, dtype=float)
     names = list(names) if names is not None else [str(i) for i in range(policy.size)]
-    order = np.argsort(policy)
-    fig, ax = plt.subplots(figsize=(7, 0.35 * policy.size + 1.5), dpi=120)
-    ax.barh([names[i] for i in order], policy[order], color="tab:blue")
+    order = np.argsort(policy, kind="stable")[::-1][:MAX_BARS][::-1]
+    rest = policy.size - order.size
+    fig, ax = plt.subplots(figsize=(7, 0.35 * order.size + 1.5), dpi=120)
+    ax.barh(np.arange(order.size), policy[order], color="tab:blue")
+    ax.set_yticks(np.arange(order.size), [literal(names[i]) for i in order], parse_math=False)
     ax.set_xlabel("probability")
-    ax.set_title(title or "Policy")
+    if rest:
+        others = float(policy.sum() - policy[order].sum())
+        ax.set_xlabel(f"probability (the {rest:,} other responses hold {others:.3g} in all)")
+    _title(ax, title or "Policy")
     ax.grid(alpha=0.3, axis="x")
     return _save(fig, plt, path)
 
