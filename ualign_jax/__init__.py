@@ -124,6 +124,7 @@ __all__ = [
     "extragradient",
     "hedge",
     "kl_regularised",
+    "load_policy_file",
     "load_population",
     "logit_gradient",
     "maximal_lottery",
