@@ -71,6 +71,7 @@ from .populations import (
 )
 from .sharding import prompt_mesh, shard_prompts
 from .solve import METHODS, OUTCOMES, Solution, Trace, solve
+from .training import game_gradient, group_rewards, sample_rewards, self_play_loss
 
 __version__ = "0.1.0"
 
@@ -128,4 +129,8 @@ __all__ = [
     "uniform_policy",
     "win_rate",
     "win_tensor",
+    "game_gradient",
+    "group_rewards",
+    "sample_rewards",
+    "self_play_loss",
 ]
