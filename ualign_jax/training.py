@@ -70,7 +70,8 @@ def _best_share(below, tied, group: int, k: int, log_factorial, xp):
     has_a = xp.isfinite(log_a)
     safe_ratio = xp.where(has_a & xp.isfinite(log_ratio), log_ratio, -xp.inf)
     gain = -xp.expm1(safe_ratio)
-    return xp.where(has_a, xp.exp(xp.where(has_a, log_a, 0.0)) * gain, 0.0) / (tied + 1)
+    share = xp.where(has_a, xp.exp(xp.where(has_a, log_a, 0.0)) * gain, 0.0)
+    return share / (tied + 1).astype(share.dtype)
 
 
 #: Up to this many samples per group the best-score shares come from a ``[G, G]`` table computed
