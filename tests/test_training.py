@@ -98,10 +98,23 @@ def test_best_share_table_is_exact_and_the_large_group_formula_agrees(monkeypatc
     direct = sum(comb(2, j) * comb(4, 3 - j) / ((j + 1) * comb(6, 3)) for j in range(4))
     assert table[4, 2] == direct
     scores = jax.random.normal(jax.random.key(1), (4, 9)).round(1)
-    exact = training._best_shares(scores, 3)
-    monkeypatch.setattr(training, "TABLE_MAX_SAMPLES", 4)  # _best_shares is not jitted itself
-    formula = training._best_shares(scores, 3)
+    exact = jax.jit(lambda s: training._best_shares(s, 3))(scores)
+    monkeypatch.setattr(training, "TABLE_MAX_SAMPLES", 4)  # read when traced
+    formula = jax.jit(lambda s: training._best_shares(s, 3))(scores)
     np.testing.assert_allclose(np.asarray(formula), np.asarray(exact), rtol=1e-12, atol=1e-14)
+
+
+def test_rank_count_engines_agree_across_comparison_blocks():
+    scores = jax.random.normal(jax.random.key(3), (2, 3, 37)).round(1)  # ties; 37 = 32 + 5
+    below, tied = jax.jit(training._rank_counts_pairwise)(scores)
+    s = np.asarray(scores)
+    np.testing.assert_array_equal(np.asarray(below), (s[..., None, :] < s[..., :, None]).sum(-1))
+    np.testing.assert_array_equal(
+        np.asarray(tied), (s[..., None, :] == s[..., :, None]).sum(-1) - 1
+    )
+    by_sort = jax.jit(training._rank_counts_sorted)(scores)
+    np.testing.assert_array_equal(np.asarray(by_sort[0]), np.asarray(below))
+    np.testing.assert_array_equal(np.asarray(by_sort[1]), np.asarray(tied))
 
 
 def policy_gradient_terms(logits, groups, rewards, k, **options):
