@@ -104,6 +104,16 @@ def test_best_share_table_is_exact_and_the_large_group_formula_agrees(monkeypatc
     np.testing.assert_allclose(np.asarray(formula), np.asarray(exact), rtol=1e-12, atol=1e-14)
 
 
+def test_plackett_luce_far_below_the_best_is_clamped_not_nan():
+    scores = jnp.asarray([[0.0, -200.0, 1.0]])  # a 201-nat spread: beyond PL_MAX_SPREAD
+    e = np.e
+    expected = [(1 + 1 / (1 + e)) / 2, 0.0, (1 + e / (1 + e)) / 2]
+    got = ua.sample_rewards(scores, 1, choice="plackett_luce")  # quadrature over a wide range
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=1e-10)
+    got32 = ua.sample_rewards(scores.astype(jnp.float32), 1, choice="plackett_luce")
+    np.testing.assert_allclose(np.asarray(got32), expected, rtol=0, atol=1e-6)
+
+
 def test_rank_count_engines_agree_across_comparison_blocks():
     scores = jax.random.normal(jax.random.key(3), (2, 3, 37)).round(1)  # ties; 37 = 32 + 5
     below, tied = jax.jit(training._rank_counts_pairwise)(scores)

@@ -266,7 +266,7 @@ def sample_rewards(
     scores: Float[Array, "*batch U G"],
     k: int,
     *,
-    weights: Float[Array, "*batch U"] | None = None,
+    weights: Float[Array, "*weight_batch U"] | None = None,
     choice: str = "best",
 ) -> Float[Array, "*batch G"]:
     """Unbiased rewards of G sampled responses against k random others (docs/theory.md §7).
@@ -479,7 +479,9 @@ def self_play_loss(
     return -jnp.mean(advantage * logprobs.astype(dtype))
 
 
-def game_gradient(pop, logits: Float[Array, "*batch n"], k: int) -> Float[Array, "*batch n"]:
+def game_gradient(
+    pop, logits: Float[Array, "*logit_batch n"], k: int
+) -> Float[Array, "*prompts n"]:
     """Exact ``∇_θ <π_θ, u_k(·, π)>`` with the opponents held at ``π = softmax(θ)``.
 
     ``g = π ⊙ (u − <π, u>)`` with ``u = u_k(·, π)`` (docs/theory.md §7). Differentiating
