@@ -290,8 +290,9 @@ def sample_rewards(
 
     Returns:
         ``[..., G]`` rewards in ``[0, 1]``; each group's rewards average exactly ``1/(k+1)``.
-        Cost O(U·G²) comparisons and memory O(G) per judge (``"best"``); O(U·G·N·k) with N
-        quadrature nodes (``"plackett_luce"``).
+        ``"best"``: O(G²) comparisons per judge (a sort beyond ``PAIRWISE_MAX_SAMPLES``), scratch
+        O(G) per judge. ``"plackett_luce"``: O(N·G·k) per judge with N = 257 quadrature nodes
+        (about 0.2 ms of CPU per judge at G = 16, k = 4), scratch bounded by blocks of judges.
 
     Example:
         >>> import jax.numpy as jnp
@@ -346,7 +347,9 @@ def group_rewards(
         choice: ``"best"`` or ``"plackett_luce"``.
 
     Returns:
-        ``[N]`` float64 rewards in the input order (unbiased for ``u_k``, docs/theory.md §7).
+        ``[N]`` rewards in the input order (unbiased for ``u_k``, docs/theory.md §7), a float64
+        array, computed in float64 when ``jax_enable_x64`` is on and in float32 otherwise. Each
+        group size compiles once; later calls with the same sizes reuse it.
 
     Example:
         >>> import numpy as np
