@@ -102,6 +102,8 @@ def test_best_share_table_is_exact_and_the_large_group_formula_agrees(monkeypatc
     monkeypatch.setattr(training, "TABLE_MAX_SAMPLES", 4)  # read when traced
     formula = jax.jit(lambda s: training._best_shares(s, 3))(scores)
     np.testing.assert_allclose(np.asarray(formula), np.asarray(exact), rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="scores: groups of more than 4 samples need float64"):
+        ua.sample_rewards(scores.astype(jnp.float32), 3)
 
 
 def test_plackett_luce_far_below_the_best_is_clamped_not_nan():
@@ -249,6 +251,7 @@ def test_bad_input_names_the_argument():
         (lambda: ua.sample_rewards(good, 1, weights=jnp.ones((3, 2))), "weights"),
         (lambda: ua.sample_rewards(good, 1, choice="worst"), "choice"),
         (lambda: ua.self_play_loss(jnp.zeros(4), jnp.zeros(3), 1), "rewards"),
+        (lambda: ua.self_play_loss(jnp.full(4, -jnp.inf), jnp.zeros(4), 1), "logprobs"),
         (lambda: ua.self_play_loss(jnp.zeros(4), jnp.zeros(4).at[0].set(jnp.nan), 1), "rewards"),
         (lambda: ua.self_play_loss(jnp.zeros(4), jnp.zeros(4), 1, tau=0.1), "ref_logprobs"),
         (
