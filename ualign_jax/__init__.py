@@ -84,6 +84,7 @@ def _load_everything() -> None:
     )
     from .sharding import prompt_mesh, shard_prompts
     from .solve import METHODS, OUTCOMES, Solution, Trace, solve
+    from .training import game_gradient, group_rewards, sample_rewards, self_play_loss
 
     globals().update(locals())  # the names imported above become the package's attributes
 
@@ -114,6 +115,10 @@ sys.modules[__name__].__class__ = _Package
 __version__ = "0.1.0"
 
 __all__ = [
+    "game_gradient",
+    "group_rewards",
+    "sample_rewards",
+    "self_play_loss",
     "METHODS",
     "OUTCOMES",
     "Dynamics",
