@@ -70,6 +70,14 @@ from .populations import (
     SampledPopulation,
 )
 from .sharding import prompt_mesh, shard_prompts
+from .trainer import (
+    Trainer,
+    TrainerState,
+    TrainingRun,
+    self_play_trainer,
+    table_logprobs,
+    train_population,
+)
 from .solve import METHODS, OUTCOMES, Solution, Trace, solve
 from .training import game_gradient, group_rewards, sample_rewards, self_play_loss
 

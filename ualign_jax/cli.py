@@ -481,6 +481,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ell", default="1", help="opponent output counts, e.g. 1,2")
     common(evaluate)
 
+    train = sub.add_parser("train", help="simulated RL training from sampled groups and judges")
+    train.add_argument("data", help="PrefLib file (.soc .soi .toc .toi) or .npz")
+    train.add_argument("--k", type=int, required=True, help="responses sampled per prompt")
+    train.add_argument("--out", required=True, help="output folder")
+    train.add_argument("--steps", type=int, default=None, help="maximum steps (20000)")
+    train.add_argument("--tol", type=float, default=None, help="stop at this exploitability (0.005)")
+    train.add_argument("--eval-every", type=int, default=250, help="steps between exact checks")
+    train.add_argument("--group-size", type=int, default=16, help="samples G per group (> k)")
+    train.add_argument("--judges", type=int, default=32, help="judges drawn per group")
+    train.add_argument("--groups", type=int, default=32, help="groups per step")
+    train.add_argument("--lr", type=float, default=0.1, help="Adam step size (decays as 1/sqrt t)")
+    train.add_argument("--seed", type=int, default=0, help="random seed")
+    train.add_argument("--x64", action="store_true", help="compute in float64")
+    common(train)
+
     reproduce = sub.add_parser("reproduce", help="check THEORY T1-T5 numerically")
     common(reproduce)
 
@@ -523,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": run_evaluate,
             "reproduce": run_reproduce,
             "bench": run_bench,
+            "train": _run_train,
         }[args.command]
         report = runner(args)
     except UsageError as err:
@@ -539,6 +555,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _run_train(args) -> dict:
+    from .trainer import run_train  # noqa: PLC0415  (the logic lives in trainer.py)
+
+    return run_train(args)
+
+
 def _print(command: str, report: dict) -> None:
     if command == "demo":
         print_demo(report)
@@ -551,6 +573,13 @@ def _print(command: str, report: dict) -> None:
         print(
             format_table(["response", "probability"], [[n, p] for n, p in report["policy"].items()])
         )
+    elif command == "train":
+        print(
+            f"k={report['k']}: exploitability {report['exploitability']:.4f} after "
+            f"{report['steps']} steps (robust win rate {report['robust_win_rate']:.4f}; "
+            f"solve equilibrium {report['equilibrium_robust_win_rate']:.4f})"
+        )
+        print("wrote: " + ", ".join(report["outputs"]))
     elif command == "evaluate":
         header = ["k", "ell", "WR vs uniform", "robust WR", "1-ell/(k+1)"]
         print(format_table(header, [list(r.values()) for r in report["rows"]]))

@@ -373,3 +373,137 @@ def train_population(
         reached=reached,
         seconds=time.perf_counter() - start,
     )
+
+
+# --------------------------------------------------------------------------- `ualign train`
+
+#: What ``ualign train`` records as the method in policy.json and training.json.
+TRAIN_METHOD = "self_play_trainer (REINFORCE on sample_rewards, Adam, polynomial averaging)"
+
+
+def plot_training(run: TrainingRun, k: int, equilibrium: float, path, title: str = "") -> Path:
+    """The training curve: robust win rate ``k/(k+1) − ε_k`` of the averaged and last policies
+    against steps, beside the ``solve`` equilibrium's value, and ``ε_k`` on a log scale."""
+    from .plotting import _pyplot, _save  # noqa: PLC0415  (matplotlib only when plotting)
+
+    plt = _pyplot()
+    value = k / (k + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
+    left.plot(run.steps, value - run.exploitability, marker="o", ms=3, label="averaged policy")
+    left.plot(run.steps, value - run.last_exploitability, lw=1, alpha=0.7, label="last iterate")
+    left.axhline(equilibrium, color="black", ls="--", lw=1.2, label="solve equilibrium")
+    left.axhline(value, color="grey", ls=":", lw=1, label="k/(k+1)")
+    left.set_xlabel("training steps")
+    left.set_ylabel(f"robust win rate of {k} samples")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8, loc="lower right")
+    floor = 1e-6
+    right.semilogy(run.steps, np.maximum(run.exploitability, floor), marker="o", ms=3)
+    right.semilogy(run.steps, np.maximum(run.last_exploitability, floor), lw=1, alpha=0.7)
+    right.set_xlabel("training steps")
+    right.set_ylabel("exploitability (exact)")
+    right.grid(alpha=0.3, which="both")
+    fig.suptitle(title or f"Self-play training from sampled groups, k={k}")
+    return _save(fig, plt, path)
+
+
+def run_train(args) -> dict:
+    """``ualign train DATA --k K --out DIR``: simulated RL training, refereed exactly."""
+    from . import cli  # noqa: PLC0415  (the command's helpers; cli imports this module lazily)
+    from .solve import solve  # noqa: PLC0415
+
+    if args.group_size < 2:
+        raise cli.UsageError(f"--group-size must be >= 2, got {args.group_size}")
+    if args.k >= args.group_size:
+        raise cli.UsageError(
+            f"--k must be at most --group-size - 1 = {args.group_size - 1}, got {args.k}"
+        )
+    for option in ("judges", "groups", "eval_every"):
+        if getattr(args, option) < 1:
+            raise cli.UsageError(f"--{option.replace('_', '-')} must be >= 1")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise cli.UsageError(f"--lr must be a positive number, got {args.lr}")
+    pop = cli.load_data(args.data, args.x64)
+    if pop.batch_shape:
+        raise cli.UsageError(f"{args.data}: one prompt expected")
+    if not isinstance(pop, RankingPopulation | PlackettLucePopulation):
+        raise cli.UsageError(f"{args.data}: ranking or Plackett-Luce users expected")
+    steps = args.steps if args.steps is not None else 20_000
+    eval_every = min(args.eval_every, steps)
+    progress = cli.Progress(-(-steps // eval_every), "training", not (args.quiet or args.json))
+    run = train_population(
+        pop,
+        args.k,
+        jax.random.key(args.seed),
+        optimizer=default_optimizer(args.lr),
+        steps=steps,
+        eval_every=eval_every,
+        group_size=args.group_size,
+        judges=args.judges,
+        groups=args.groups,
+        tol=args.tol if args.tol is not None else 0.005,
+        progress=progress.step,
+    )
+    if progress.enabled and progress.done < progress.total:
+        progress.total = progress.done  # stopped early at --tol: close the bar
+        progress.done -= 1
+        progress.step("done")
+    reference = solve(pop, args.k)
+    equilibrium = float(1.0 - jnp.max(_payoffs(pop, reference.policy, args.k)))
+    policy = np.asarray(run.policy, dtype=float)
+    names = list(pop.names or [str(i) for i in range(pop.num_responses)])
+    value = args.k / (args.k + 1)
+    report = {
+        "data": str(args.data),
+        "k": args.k,
+        "method": TRAIN_METHOD,
+        "num_users": pop.num_users,
+        "num_responses": pop.num_responses,
+        "settings": {
+            "steps": steps,
+            "eval_every": eval_every,
+            "group_size": args.group_size,
+            "judges": args.judges,
+            "groups": args.groups,
+            "lr": args.lr,
+            "tol": args.tol if args.tol is not None else 0.005,
+            "seed": args.seed,
+        },
+        "steps": int(run.num_steps),
+        "reached_tol": bool(run.reached),
+        "seconds": round(run.seconds, 3),
+        "exploitability": float(run.exploitability[-1]),
+        "robust_win_rate": value - float(run.exploitability[-1]),
+        "equilibrium_robust_win_rate": equilibrium,
+        "guarantee": value,
+        "curve": {
+            "steps": run.steps.tolist(),
+            "exploitability": run.exploitability.tolist(),
+            "last_exploitability": run.last_exploitability.tolist(),
+        },
+        "policy": dict(zip(names, [round(p, 6) for p in policy.tolist()], strict=True)),
+        **cli.provenance(),
+    }
+    with cli.atomic_output(Path(args.out)) as staging:
+        cli.write_json(
+            staging / "policy.json",
+            {"policy": policy.tolist(), "names": names, "k": args.k, "method": TRAIN_METHOD},
+        )
+        cli.write_json(staging / "training.json", report)
+        plot_training(
+            run,
+            args.k,
+            equilibrium,
+            staging / "training.png",
+            title=f"{Path(args.data).name}: self-play training from sampled groups, k={args.k}",
+        )
+    report["outputs"] = [str(Path(args.out) / f) for f in ("policy.json", "training.json")] + [
+        str(Path(args.out) / "training.png")
+    ]
+    return report
+
+
+def _payoffs(pop, policy, k):
+    from .payoffs import response_payoffs  # noqa: PLC0415
+
+    return response_payoffs(pop, policy, k)
