@@ -20,7 +20,7 @@ CYCLE = [[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [2.0, 1.0, 3.0]]
 
 
 def small_run(pop, k, **options):
-    settings = dict(steps=3000, eval_every=500, group_size=8, judges=8, groups=8, tol=None)
+    settings = dict(steps=2000, eval_every=500, group_size=8, judges=8, groups=32, tol=None)
     return ua.train_population(pop, k, jax.random.key(0), **(settings | options))
 
 

@@ -486,7 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--k", type=int, required=True, help="responses sampled per prompt")
     train.add_argument("--out", required=True, help="output folder")
     train.add_argument("--steps", type=int, default=None, help="maximum steps (20000)")
-    train.add_argument("--tol", type=float, default=None, help="stop at this exploitability (0.005)")
+    train.add_argument(
+        "--tol", type=float, default=None, help="stop at this exploitability (0.005)"
+    )
     train.add_argument("--eval-every", type=int, default=250, help="steps between exact checks")
     train.add_argument("--group-size", type=int, default=16, help="samples G per group (> k)")
     train.add_argument("--judges", type=int, default=32, help="judges drawn per group")
