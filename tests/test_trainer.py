@@ -2,6 +2,7 @@
 exactly; ``ualign train`` writes its outputs and refuses bad input with one line."""
 
 import json
+import re
 from pathlib import Path
 
 import jax
@@ -13,7 +14,8 @@ import pytest
 import ualign_jax as ua
 from ualign_jax.cli import main
 
-NETFLIX = Path(__file__).resolve().parent.parent / "ualign_jax" / "datasets" / "00004-00000001.soc"
+ROOT = Path(__file__).resolve().parent.parent
+NETFLIX = ROOT / "ualign_jax" / "datasets" / "00004-00000001.soc"
 #: Rock-paper-scissors voters: k = 1 is zero-sum with the uniform policy as its only equilibrium,
 #: where plain simultaneous gradient play cycles away to the boundary.
 CYCLE = [[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [2.0, 1.0, 3.0]]
@@ -66,6 +68,12 @@ def test_trainer_drives_a_pytree_of_parameters_over_prompts():
     for prompt in range(2):
         pop = ua.RankingPopulation(users[prompt])
         assert float(ua.exploitability(pop, policy[prompt], 2)) <= 0.005, prompt
+
+
+def test_readme_training_example_reaches_the_equilibrium(capsys):
+    (code,) = re.findall(r"```py\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    exec(compile(code, "README.md", "exec"), {})
+    assert float(capsys.readouterr().out) <= 0.005
 
 
 def test_update_is_one_optax_step_and_averaging_is_exact():

@@ -70,6 +70,7 @@ from .populations import (
     SampledPopulation,
 )
 from .sharding import prompt_mesh, shard_prompts
+from .solve import METHODS, OUTCOMES, Solution, Trace, solve
 from .trainer import (
     Trainer,
     TrainerState,
@@ -78,7 +79,6 @@ from .trainer import (
     table_logprobs,
     train_population,
 )
-from .solve import METHODS, OUTCOMES, Solution, Trace, solve
 from .training import game_gradient, group_rewards, sample_rewards, self_play_loss
 
 __version__ = "0.1.0"
@@ -141,4 +141,10 @@ __all__ = [
     "group_rewards",
     "sample_rewards",
     "self_play_loss",
+    "Trainer",
+    "TrainerState",
+    "TrainingRun",
+    "self_play_trainer",
+    "table_logprobs",
+    "train_population",
 ]

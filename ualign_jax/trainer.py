@@ -22,6 +22,7 @@ measures exploitability exactly every ``eval_every`` steps; ``ualign train`` run
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ import optax
 from jaxtyping import Array, Float, Int
 
 from .metrics import exploitability
+from .payoffs import response_payoffs
 from .populations import PlackettLucePopulation, RankingPopulation
 from .training import sample_rewards, self_play_loss
 
@@ -91,7 +93,8 @@ def _check_averaging(averaging) -> None:
         return
     if isinstance(averaging, bool) or not isinstance(averaging, int | float):
         raise ValueError(
-            f"averaging must be None, 'polynomial', 'uniform' or a decay in [0, 1), got {averaging!r}"
+            "averaging must be None, 'polynomial', 'uniform' or a decay in [0, 1), "
+            f"got {averaging!r}"
         )
     if not 0.0 <= averaging < 1.0:
         raise ValueError(f"averaging decay must be in [0, 1), got {averaging}")
@@ -168,7 +171,10 @@ def self_play_trainer(
 
     def update(state: TrainerState, loss_fn: Callable):
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        # optax mixes Python floats with int32 step counts (Adam's bias correction), which
+        # strict dtype promotion refuses: let any optax optimiser run under either setting.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         count = state.count + 1
 
@@ -452,11 +458,9 @@ def run_train(args) -> dict:
         progress=progress.step,
     )
     if progress.enabled and progress.done < progress.total:
-        progress.total = progress.done  # stopped early at --tol: close the bar
-        progress.done -= 1
-        progress.step("done")
+        sys.stderr.write(" reached --tol\n")  # stopped early: end the bar's line
     reference = solve(pop, args.k)
-    equilibrium = float(1.0 - jnp.max(_payoffs(pop, reference.policy, args.k)))
+    equilibrium = float(1.0 - jnp.max(response_payoffs(pop, reference.policy, args.k)))
     policy = np.asarray(run.policy, dtype=float)
     names = list(pop.names or [str(i) for i in range(pop.num_responses)])
     value = args.k / (args.k + 1)
@@ -508,9 +512,3 @@ def run_train(args) -> dict:
         str(Path(args.out) / "training.png")
     ]
     return report
-
-
-def _payoffs(pop, policy, k):
-    from .payoffs import response_payoffs  # noqa: PLC0415
-
-    return response_payoffs(pop, policy, k)
