@@ -1,7 +1,8 @@
 """The ``ualign`` command: solve alignment games on preference data, evaluate, reproduce, plot.
 
 Subcommands: ``demo`` (the main job on the bundled sushi data), ``solve``, ``evaluate``,
-``reproduce`` (THEORY T1–T5 checked numerically) and ``bench``. Bad input exits with code 2 and
+``train`` (simulated RL from sampled groups; logic in ``trainer.run_train``), ``reproduce``
+(THEORY T1–T5 checked numerically) and ``bench``. Bad input exits with code 2 and
 one line naming the file, line or option; outputs are written to a temporary folder first and
 moved into place only when complete.
 """
@@ -489,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--tol", type=float, default=None, help="stop at this exploitability (0.005)"
     )
-    train.add_argument("--eval-every", type=int, default=250, help="steps between exact checks")
+    train.add_argument("--eval-every", type=int, default=50, help="steps between exact checks")
     train.add_argument("--group-size", type=int, default=16, help="samples G per group (> k)")
     train.add_argument("--judges", type=int, default=32, help="judges drawn per group")
     train.add_argument("--groups", type=int, default=32, help="groups per step")

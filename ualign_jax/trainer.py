@@ -290,7 +290,7 @@ def train_population(
     *,
     optimizer: optax.GradientTransformation | None = None,
     steps: int = 20_000,
-    eval_every: int = 500,
+    eval_every: int = 50,
     group_size: int = 16,
     judges: int = 32,
     groups: int = 32,
@@ -307,7 +307,8 @@ def train_population(
     utilities (log-weights) at the sampled responses are the scores fed to a
     :func:`self_play_trainer` step. The closed form and the whole population are used only to
     measure ``ε_k`` exactly every ``eval_every`` steps (one jitted ``lax.scan`` per interval),
-    never for an update. Stops once ``ε_k`` of the averaged policy is at most ``tol``.
+    never for an update. Stops once ``ε_k`` of the averaged policy is at most ``tol``;
+    ``steps`` is rounded up to a multiple of ``eval_every``.
 
     The defaults (Adam with step ``0.1/sqrt(1 + t/1000)``, KL ``τ = 0.1`` toward the running
     average, polynomial averaging, 32 groups of 16 samples with 32 judges each) reached
@@ -349,30 +350,36 @@ def train_population(
     one_step = _simulated_step(trainer, table, user_cdf, groups, group_size, judges)
 
     @jax.jit
-    def interval(state, key):
-        state, _ = jax.lax.scan(one_step, state, jax.random.split(key, eval_every))
+    def advance(state, key):  # eval_every steps in one compiled scan
+        return jax.lax.scan(one_step, state, jax.random.split(key, eval_every))[0]
+
+    @jax.jit
+    def measure(state):  # the referee: ε_k of the averaged and last policies, exactly
         both = jax.nn.softmax(jnp.stack([state.average, state.params]))
-        gaps = jax.vmap(lambda policy: exploitability(pop, policy, k))(both)  # one compiled copy
-        return state, both[0], both[1], gaps[0], gaps[1]
+        gaps = jax.vmap(lambda policy: exploitability(pop, policy, k))(both)
+        return both[0], both[1], gaps[0], gaps[1]
 
     state = trainer.init(jnp.zeros(pop.num_responses, dtype))
-    intervals = -(-steps // eval_every)
-    measured, gaps, last_gaps = [], [], []
     start = time.perf_counter()
-    policy = last = jax.nn.softmax(state.params)
-    reached = False
-    for i, sub in enumerate(jax.random.split(key, intervals)):
-        state, policy, last, gap, last_gap = interval(state, sub)
-        measured.append((i + 1) * eval_every)
+    measured, gaps, last_gaps = [], [], []
+
+    def record(done: int):
+        policy, last, gap, last_gap = measure(state)
+        measured.append(done)
         gaps.append(float(gap))
         last_gaps.append(float(last_gap))
+        return policy, last
+
+    policy, last = record(0)
+    reached = tol is not None and gaps[-1] <= tol
+    for i, sub in enumerate(jax.random.split(key, -(-steps // eval_every))):
+        if reached or not math.isfinite(gaps[-1]):
+            break
+        state = advance(state, sub)
+        policy, last = record((i + 1) * eval_every)
+        reached = tol is not None and gaps[-1] <= tol
         if progress is not None:
             progress(f"eps={gaps[-1]:.4f}")
-        if not math.isfinite(gaps[-1]):
-            break
-        if tol is not None and gaps[-1] <= tol:
-            reached = True
-            break
     return TrainingRun(
         policy=policy,
         last=last,
