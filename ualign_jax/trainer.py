@@ -401,7 +401,9 @@ TRAIN_METHOD = (
 )
 
 
-def plot_training(run: TrainingRun, k: int, equilibrium: float, path, title: str = "") -> Path:
+def plot_training(
+    run: TrainingRun, k: int, equilibrium: float, path, title: str = "", tol: float | None = None
+) -> Path:
     """The training curve: robust win rate ``k/(k+1) − ε_k`` of the averaged and last policies
     against steps, beside the ``solve`` equilibrium's value, and ``ε_k`` on a log scale."""
     from .plotting import _pyplot, _save  # noqa: PLC0415  (matplotlib only when plotting)
@@ -414,12 +416,15 @@ def plot_training(run: TrainingRun, k: int, equilibrium: float, path, title: str
     left.axhline(equilibrium, color="black", ls="--", lw=1.2, label="solve equilibrium")
     left.axhline(value, color="grey", ls=":", lw=1, label="k/(k+1)")
     left.set_xlabel("training steps")
-    left.set_ylabel(f"robust win rate of {k} samples")
+    left.set_ylabel(f"robust win rate of k={k} samples")
     left.grid(alpha=0.3)
     left.legend(fontsize=8, loc="lower right")
     floor = 1e-6
     right.semilogy(run.steps, np.maximum(run.exploitability, floor), marker="o", ms=3)
     right.semilogy(run.steps, np.maximum(run.last_exploitability, floor), lw=1, alpha=0.7)
+    if tol is not None:
+        right.axhline(tol, color="black", ls="--", lw=1.2, label=f"tol = {tol:g}")
+        right.legend(fontsize=8, loc="upper right")
     right.set_xlabel("training steps")
     right.set_ylabel("exploitability (exact)")
     right.grid(alpha=0.3, which="both")
@@ -514,6 +519,7 @@ def run_train(args) -> dict:
             equilibrium,
             staging / "training.png",
             title=f"{Path(args.data).name}: self-play training from sampled groups, k={args.k}",
+            tol=report["settings"]["tol"],
         )
     report["outputs"] = [str(Path(args.out) / f) for f in ("policy.json", "training.json")] + [
         str(Path(args.out) / "training.png")
