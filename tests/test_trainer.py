@@ -3,6 +3,8 @@ exactly; ``ualign train`` writes its outputs and refuses bad input with one line
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -169,3 +171,14 @@ def test_train_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, fragment)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ualign: error:") and fragment in lines[0], err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_train_bad_input_as_a_module_exits_2(tmp_path):
+    """``python -m ualign_jax.cli`` runs cli.py as ``__main__``: its errors are still caught."""
+    command = [sys.executable, "-m", "ualign_jax.cli", "train", str(NETFLIX), "--k", "3"]
+    command += ["--group-size", "3", "--out", str(tmp_path / "never")]
+    proc = subprocess.run(command, capture_output=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "--group-size" in lines[0], lines
+    assert list(tmp_path.iterdir()) == []

@@ -561,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_train(args) -> dict:
     from .trainer import run_train  # noqa: PLC0415  (the logic lives in trainer.py)
 
-    return run_train(args)
+    return run_train(args, sys.modules[__name__])  # this module's UsageError, also as __main__
 
 
 def _print(command: str, report: dict) -> None:

@@ -432,9 +432,15 @@ def plot_training(
     return _save(fig, plt, path)
 
 
-def run_train(args) -> dict:
-    """``ualign train DATA --k K --out DIR``: simulated RL training, refereed exactly."""
-    from . import cli  # noqa: PLC0415  (the command's helpers; cli imports this module lazily)
+def run_train(args, cli=None) -> dict:
+    """``ualign train DATA --k K --out DIR``: simulated RL training, refereed exactly.
+
+    ``cli`` is the command-line module whose helpers (``UsageError``, ``load_data``,
+    ``atomic_output``, ``Progress``) to use: the caller passes itself, so that errors are caught
+    even when it runs as ``python -m ualign_jax.cli`` (then a second copy of the module exists).
+    """
+    if cli is None:
+        from . import cli  # noqa: PLC0415  (cli imports this module lazily)
     from .solve import solve  # noqa: PLC0415
 
     if args.group_size < 2:
