@@ -98,10 +98,35 @@ def test_best_share_table_is_exact_and_the_large_group_formula_agrees(monkeypatc
     direct = sum(comb(2, j) * comb(4, 3 - j) / ((j + 1) * comb(6, 3)) for j in range(4))
     assert table[4, 2] == direct
     scores = jax.random.normal(jax.random.key(1), (4, 9)).round(1)
-    exact = training._best_shares(scores, 3)
-    monkeypatch.setattr(training, "TABLE_MAX_SAMPLES", 4)  # _best_shares is not jitted itself
-    formula = training._best_shares(scores, 3)
+    exact = jax.jit(lambda s: training._best_shares(s, 3))(scores)
+    monkeypatch.setattr(training, "TABLE_MAX_SAMPLES", 4)  # read when traced
+    formula = jax.jit(lambda s: training._best_shares(s, 3))(scores)
     np.testing.assert_allclose(np.asarray(formula), np.asarray(exact), rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="scores: groups of more than 4 samples need float64"):
+        ua.sample_rewards(scores.astype(jnp.float32), 3)
+
+
+def test_plackett_luce_far_below_the_best_is_clamped_not_nan():
+    scores = jnp.asarray([[0.0, -200.0, 1.0]])  # a 201-nat spread: beyond PL_MAX_SPREAD
+    e = np.e
+    expected = [(1 + 1 / (1 + e)) / 2, 0.0, (1 + e / (1 + e)) / 2]
+    got = ua.sample_rewards(scores, 1, choice="plackett_luce")  # quadrature over a wide range
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=1e-10)
+    got32 = ua.sample_rewards(scores.astype(jnp.float32), 1, choice="plackett_luce")
+    np.testing.assert_allclose(np.asarray(got32), expected, rtol=0, atol=1e-6)
+
+
+def test_rank_count_engines_agree_across_comparison_blocks():
+    scores = jax.random.normal(jax.random.key(3), (2, 3, 37)).round(1)  # ties; 37 = 32 + 5
+    below, tied = jax.jit(training._rank_counts_pairwise)(scores)
+    s = np.asarray(scores)
+    np.testing.assert_array_equal(np.asarray(below), (s[..., None, :] < s[..., :, None]).sum(-1))
+    np.testing.assert_array_equal(
+        np.asarray(tied), (s[..., None, :] == s[..., :, None]).sum(-1) - 1
+    )
+    by_sort = jax.jit(training._rank_counts_sorted)(scores)
+    np.testing.assert_array_equal(np.asarray(by_sort[0]), np.asarray(below))
+    np.testing.assert_array_equal(np.asarray(by_sort[1]), np.asarray(tied))
 
 
 def policy_gradient_terms(logits, groups, rewards, k, **options):
@@ -187,10 +212,11 @@ def test_float32_agrees_with_float64_and_jit_vmap_match(choice):
     )
     assert r32.dtype == jnp.float32 and r64.dtype == jnp.float64
     np.testing.assert_allclose(np.asarray(r32), np.asarray(r64), rtol=0, atol=2e-6)
-    jitted = jax.jit(lambda s: ua.sample_rewards(s, 3, weights=weights, choice=choice))
-    mapped = jax.vmap(lambda s: ua.sample_rewards(s, 3, weights=weights, choice=choice))
-    np.testing.assert_allclose(np.asarray(jitted(scores)), np.asarray(r64), rtol=0, atol=1e-14)
-    np.testing.assert_allclose(np.asarray(mapped(scores)), np.asarray(r64), rtol=0, atol=1e-14)
+    # jit over vmap over prompts: one compile checks both transformations
+    per_prompt = jax.jit(
+        jax.vmap(lambda s: ua.sample_rewards(s, 3, weights=weights, choice=choice))
+    )
+    np.testing.assert_allclose(np.asarray(per_prompt(scores)), np.asarray(r64), rtol=0, atol=1e-14)
 
 
 def test_group_rewards_regroups_flat_completions():
@@ -226,6 +252,7 @@ def test_bad_input_names_the_argument():
         (lambda: ua.sample_rewards(good, 1, weights=jnp.ones((3, 2))), "weights"),
         (lambda: ua.sample_rewards(good, 1, choice="worst"), "choice"),
         (lambda: ua.self_play_loss(jnp.zeros(4), jnp.zeros(3), 1), "rewards"),
+        (lambda: ua.self_play_loss(jnp.full(4, -jnp.inf), jnp.zeros(4), 1), "logprobs"),
         (lambda: ua.self_play_loss(jnp.zeros(4), jnp.zeros(4).at[0].set(jnp.nan), 1), "rewards"),
         (lambda: ua.self_play_loss(jnp.zeros(4), jnp.zeros(4), 1, tau=0.1), "ref_logprobs"),
         (
