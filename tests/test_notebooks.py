@@ -32,6 +32,7 @@ def test_notebooks_exist():
         "theory_tour.ipynb",
         "sushi_study.ipynb",
         "accelerator_scaling.ipynb",
+        "training_a_policy_network.ipynb",
     }
     assert expected <= names, f"missing notebooks: {sorted(expected - names)}"
 

@@ -84,6 +84,14 @@ def _load_everything() -> None:
     )
     from .sharding import prompt_mesh, shard_prompts
     from .solve import METHODS, OUTCOMES, Solution, Trace, solve
+    from .trainer import (
+        Trainer,
+        TrainerState,
+        TrainingRun,
+        self_play_trainer,
+        table_logprobs,
+        train_population,
+    )
     from .training import game_gradient, group_rewards, sample_rewards, self_play_loss
 
     globals().update(locals())  # the names imported above become the package's attributes
@@ -115,6 +123,12 @@ sys.modules[__name__].__class__ = _Package
 __version__ = "0.1.0"
 
 __all__ = [
+    "Trainer",
+    "TrainerState",
+    "TrainingRun",
+    "self_play_trainer",
+    "table_logprobs",
+    "train_population",
     "game_gradient",
     "group_rewards",
     "sample_rewards",

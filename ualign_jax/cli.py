@@ -1,7 +1,8 @@
 """The ``ualign`` command: solve alignment games on preference data, evaluate, reproduce, plot.
 
 Subcommands: ``demo`` (the main job on the bundled sushi data), ``solve``, ``evaluate``,
-``reproduce`` (THEORY T1–T5 checked numerically) and ``bench``. Bad input exits with code 2 and
+``train`` (simulated RL from sampled groups, refereed exactly), ``reproduce`` (THEORY T1–T5
+checked numerically) and ``bench``. Bad input exits with code 2 and
 one line naming the file, line or option; output folders are checked before any work, written
 into a staging folder beside the real target and swapped in whole (:func:`write_outputs`);
 Ctrl-C exits with code 130 at once, leaving no partial files. JAX loads only once a command
@@ -16,6 +17,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -925,6 +927,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(evaluate)
 
+    train = sub.add_parser("train", help="simulated RL training from sampled groups and judges")
+    train.add_argument("data", help="PrefLib file (.soc .soi .toc .toi) or .npz")
+    train.add_argument("--k", type=int, required=True, help="responses sampled per prompt")
+    train.add_argument("--out", required=True, help="output folder")
+    train.add_argument("--steps", type=int, default=None, help="maximum steps (20000)")
+    train.add_argument(
+        "--tol", type=float, default=None, help="stop at this exploitability (0.005)"
+    )
+    train.add_argument("--eval-every", type=int, default=50, help="steps between exact checks")
+    train.add_argument("--group-size", type=int, default=16, help="samples G per group (> k)")
+    train.add_argument("--judges", type=int, default=32, help="judges drawn per group")
+    train.add_argument("--groups", type=int, default=32, help="groups per step")
+    train.add_argument("--lr", type=float, default=0.1, help="Adam step size (decays as 1/sqrt t)")
+    train.add_argument("--seed", type=int, default=0, help="random seed")
+    train.add_argument("--x64", action="store_true", help="compute in float64")
+    common(train)
+
     reproduce = sub.add_parser("reproduce", help="check THEORY T1-T5 numerically")
     common(reproduce)
 
@@ -954,12 +973,127 @@ def _validate(args) -> None:
         raise UsageError("--checkpoint-every needs --checkpoint FILE")
 
 
+TRAIN_OUTPUTS = ("policy.json", "training.json", "report.json", "training.png")
+
+
+def run_train(args) -> dict:
+    """``ualign train``: simulated RL from sampled groups and judges, refereed exactly."""
+    import jax  # noqa: PLC0415
+
+    import ualign_jax as ua  # noqa: PLC0415
+    from ualign_jax import trainer  # noqa: PLC0415
+
+    if args.group_size < 2:
+        raise UsageError(f"--group-size must be >= 2, got {args.group_size}")
+    if args.k >= args.group_size:
+        raise UsageError(
+            f"--k must be at most --group-size - 1 = {args.group_size - 1}, got {args.k}"
+        )
+    for option in ("judges", "groups", "eval_every"):
+        if getattr(args, option) < 1:
+            raise UsageError(f"--{option.replace('_', '-')} must be >= 1")
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise UsageError(f"--lr must be a positive number, got {args.lr}")
+    if args.tol is not None and not (args.tol >= 0 and math.isfinite(args.tol)):
+        raise UsageError(f"--tol must be a number >= 0, got {args.tol}")
+    pop = load_data(args.data, args.x64)
+    if pop.batch_shape:
+        raise UsageError(f"{args.data}: one prompt expected")
+    if not isinstance(pop, ua.RankingPopulation | ua.PlackettLucePopulation):
+        raise UsageError(f"{args.data}: ranking or Plackett-Luce users expected")
+    steps = args.steps if args.steps is not None else trainer.DEFAULT_TRAIN_STEPS
+    tol = args.tol if args.tol is not None else trainer.DEFAULT_TRAIN_TOL
+    eval_every = min(args.eval_every, steps)
+    progress = Progress(-(-steps // eval_every), "training", not (args.quiet or args.json))
+    run = trainer.train_population(
+        pop,
+        args.k,
+        jax.random.key(args.seed),
+        optimizer=trainer.default_optimizer(args.lr),
+        steps=steps,
+        eval_every=eval_every,
+        group_size=args.group_size,
+        judges=args.judges,
+        groups=args.groups,
+        tol=tol,
+        progress=progress.step,
+    )
+    progress.close()
+    reference = ua.solve(pop, args.k)
+    equilibrium = 1.0 - float(np.max(ua.response_payoffs(pop, reference.policy, args.k)))
+    policy = np.asarray(run.policy, dtype=float)
+    names = _names(pop)
+    value = args.k / (args.k + 1)
+    report = {
+        "data": str(args.data),
+        "k": args.k,
+        "method": trainer.TRAIN_METHOD,
+        "num_users": pop.num_users,
+        "num_responses": pop.num_responses,
+        "settings": {
+            "steps": steps,
+            "eval_every": eval_every,
+            "group_size": args.group_size,
+            "judges": args.judges,
+            "groups": args.groups,
+            "lr": args.lr,
+            "tol": tol,
+            "seed": args.seed,
+        },
+        "steps": int(run.num_steps),
+        "reached_tol": bool(run.reached),
+        "seconds": round(run.seconds, 3),
+        "exploitability": float(run.exploitability[-1]),
+        "robust_win_rate": value - float(run.exploitability[-1]),
+        "equilibrium_robust_win_rate": equilibrium,
+        "guarantee": value,
+        "curve": {
+            "steps": run.steps.tolist(),
+            "exploitability": run.exploitability.tolist(),
+            "last_exploitability": run.last_exploitability.tolist(),
+        },
+        "policy": _by_position(names, policy),
+        **provenance(),
+    }
+
+    def write(folder: Path) -> None:
+        write_json(
+            folder / "policy.json",
+            {
+                "policy": policy.tolist(),
+                "names": names,
+                "k": args.k,
+                "method": trainer.TRAIN_METHOD,
+                "data": str(args.data),
+                "exploitability": report["exploitability"],
+            },
+        )
+        write_json(folder / "training.json", report)
+        write_json(folder / "report.json", report)
+        ua.plotting.plot_training(
+            run,
+            args.k,
+            equilibrium,
+            folder / "training.png",
+            title=f"{Path(args.data).name}: self-play training from sampled groups, k={args.k}",
+            tol=tol,
+        )
+
+    report["replaced_previous_output"] = _replaces(args.out)
+    write_outputs(args.out, write)
+    report["outputs"] = [str(Path(args.out) / f) for f in TRAIN_OUTPUTS]
+    return report
+
+
 RUNNERS = {
     "demo": run_demo,
     "solve": run_solve,
     "evaluate": run_evaluate,
     "reproduce": run_reproduce,
     "bench": run_bench,
+    "train": run_train,
 }
 
 
@@ -1050,6 +1184,13 @@ def _print(command: str, report: dict) -> None:
         rows = [[e["name"], e["probability"]] for e in report["policy"]]
         print(format_table(["response", "probability"], rows))
         _print_written(report)
+    elif command == "train":
+        print(
+            f"k={report['k']}: exploitability {report['exploitability']:.4f} after "
+            f"{report['steps']} steps (robust win rate {report['robust_win_rate']:.4f}; "
+            f"solve equilibrium {report['equilibrium_robust_win_rate']:.4f})"
+        )
+        print("wrote: " + ", ".join(report["outputs"]))
     elif command == "evaluate":
         print_evaluate(report)
     elif command == "reproduce":

@@ -240,6 +240,39 @@ def plot_policy(policy, names: Sequence[str] | None, path, title: str = "") -> P
     return _save(fig, plt, path)
 
 
+def plot_training(
+    run, k: int, equilibrium: float, path, title: str = "", tol: float | None = None
+) -> Path:
+    """The training curve: robust win rate ``k/(k+1) − ε_k`` of the averaged and last policies
+    against steps, beside the ``solve`` equilibrium's value, and ``ε_k`` on a log scale.
+
+    ``run`` is a :class:`ualign_jax.TrainingRun` (``steps``, ``exploitability``,
+    ``last_exploitability``).
+    """
+    plt = _pyplot()
+    value = k / (k + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
+    left.plot(run.steps, value - run.exploitability, marker="o", ms=3, label="averaged policy")
+    left.plot(run.steps, value - run.last_exploitability, lw=1, alpha=0.7, label="last iterate")
+    left.axhline(equilibrium, color="black", ls="--", lw=1.2, label="solve equilibrium")
+    left.axhline(value, color="grey", ls=":", lw=1, label="k/(k+1)")
+    left.set_xlabel("training steps")
+    left.set_ylabel(f"robust win rate of k={k} samples")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8, loc="lower right")
+    floor = 1e-6
+    right.semilogy(run.steps, np.maximum(run.exploitability, floor), marker="o", ms=3)
+    right.semilogy(run.steps, np.maximum(run.last_exploitability, floor), lw=1, alpha=0.7)
+    if tol is not None:
+        right.axhline(tol, color="black", ls="--", lw=1.2, label=f"tol = {tol:g}")
+        right.legend(fontsize=8, loc="upper right")
+    right.set_xlabel("training steps")
+    right.set_ylabel("exploitability (exact)")
+    right.grid(alpha=0.3, which="both")
+    fig.suptitle(literal(title) or f"Self-play training from sampled groups, k={k}")
+    return _save(fig, plt, path)
+
+
 def _save(fig, plt, path) -> Path:
     path = Path(path)
     fig.tight_layout()
