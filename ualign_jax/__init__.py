@@ -32,10 +32,12 @@ from .data import (
 )
 from .dynamics import (
     Dynamics,
+    averaged,
     extragradient,
     hedge,
     kl_regularised,
     logit_gradient,
+    optimistic,
     optimistic_gradient,
     optimistic_hedge,
     regret_matching_plus,
@@ -45,6 +47,7 @@ from .generators import (
     impartial_culture,
     mallows_mixture,
     plackett_luce_mixture,
+    sampled_impartial_culture,
 )
 from .metrics import (
     RobustBounds,
@@ -80,6 +83,9 @@ __all__ = [
     "Dynamics",
     "Solution",
     "Trace",
+    "averaged",
+    "optimistic",
+    "sampled_impartial_culture",
     "bradley_terry_scores",
     "dynamics",
     "extragradient",

@@ -1,4 +1,4 @@
-"""Baselines users compare against (THEORY §5): NLHF, Nash-MD, RLHF, the reference policy.
+"""Baselines users compare against (docs/theory.md §5): NLHF, Nash-MD, RLHF, the reference policy.
 
 * NLHF is the k = 1 game: its equilibrium is the maximal lottery of the pairwise matrix
   ``P[y, y'] = WR(δ_y, δ_y')``, computed here by self-play and polished on its support in float64
@@ -17,11 +17,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 from jaxtyping import Array, Float
 
 from ._validation import check_simplex, static_count
 from .payoffs import check_population, win_tensor
 from .policies import uniform_policy
+from .populations import Population
 from .solve import solve
 
 __all__ = [
@@ -41,7 +43,7 @@ __all__ = [
 CERTIFIED_GAP = 1e-9
 
 
-def certified_gap(dtype) -> float:
+def certified_gap(dtype: DTypeLike) -> float:
     """The duality gap certified for a pairwise matrix of ``dtype`` (docs/theory.md §8).
 
     ``max(1e-9, 32 ε)`` with ``ε`` the dtype's machine epsilon: 1e-9 in float64, 3.8e-6 in
@@ -88,7 +90,7 @@ def _square_matrix(pairwise, name: str = "pairwise") -> np.ndarray:
     return matrix
 
 
-def pairwise_matrix(pop):
+def pairwise_matrix(pop: Population) -> Float[Array, "*batch n n"]:
     """``P[..., y, y'] = WR(δ_y, δ_y')``: the probability a user prefers ``y`` to ``y'`` (ties 1/2).
 
     This is the two-player win tensor, so prompt axes carry through.
@@ -108,7 +110,7 @@ class MaximalLottery(NamedTuple):
     gap: float
 
 
-def _support_solve(skew: np.ndarray, start: np.ndarray) -> np.ndarray:
+def _support_solve(skew: np.ndarray, start: np.ndarray) -> list[np.ndarray]:
     """Candidates solving ``skew[S, S] p_S = 0, Σ p_S = 1`` on supports ``S`` read off ``start``
     at shrinking thresholds (exact when ``start`` is near a maximal lottery)."""
     n = skew.shape[0]
@@ -163,7 +165,7 @@ def _simplex_lottery(skew: np.ndarray) -> np.ndarray:
     return policy / total if np.isfinite(total) and total > 0 else np.full(n, 1.0 / n)
 
 
-def maximal_lottery(pairwise, approximate=None) -> MaximalLottery:
+def maximal_lottery(pairwise: ArrayLike, approximate: ArrayLike | None = None) -> MaximalLottery:
     """The maximal lottery of a pairwise matrix (float64, host side), with its duality gap.
 
     The matrix is made exactly constant-sum first, ``M = (P − Pᵀ)/2`` (float rounding leaves
@@ -193,7 +195,7 @@ def maximal_lottery(pairwise, approximate=None) -> MaximalLottery:
     return MaximalLottery(best, max(gap, 0.0))
 
 
-def nlhf(pop, steps: int = 2000) -> Float[Array, "*batch n"]:
+def nlhf(pop: Population, steps: int = 2000) -> Float[Array, "*batch n"]:
     """The NLHF policy: the maximal lottery, the k = 1 equilibrium, with a certified gap.
 
     The duality gap ``max_y (P p)_y − 1/2`` is certified below :func:`certified_gap` of
@@ -231,7 +233,7 @@ def _unbatch(pop):
     return [jax.tree.unflatten(treedef, [leaf[i] for leaf in flat]) for i in range(size)]
 
 
-def nash_md(pop, tau: float, steps: int = 2000):
+def nash_md(pop: Population, tau: float, steps: int = 2000) -> Float[Array, "*batch n"]:
     """Nash-MD's target: the equilibrium of the k = 1 game regularised by ``τ·KL(π, uniform)``.
 
     ``τ → 0`` recovers NLHF; large ``τ`` stays at the uniform reference.
@@ -240,7 +242,9 @@ def nash_md(pop, tau: float, steps: int = 2000):
     return solve(pop, 1, method="extragradient_entropy", steps=steps, tau=tau, eta=0.5).policy
 
 
-def bradley_terry_scores(pairwise, ridge: float = 1e-6, iterations: int = 100):
+def bradley_terry_scores(
+    pairwise: ArrayLike, ridge: float = 1e-6, iterations: int = 100
+) -> np.ndarray:
     """Bradley–Terry scores ``r`` maximising ``Σ P[y,y'] log σ(r_y − r_y') − ridge·|r|²/2``.
 
     Newton's method in float64 on the host; scores are centred (``Σ r = 0``). The small ridge
@@ -268,7 +272,9 @@ def bradley_terry_scores(pairwise, ridge: float = 1e-6, iterations: int = 100):
     return r - r.mean()
 
 
-def rlhf(pop, beta: float = 1.0, reference=None):
+def rlhf(
+    pop: Population, beta: float = 1.0, reference: ArrayLike | None = None
+) -> Float[Array, "*batch n"]:
     """RLHF: Bradley–Terry scores fitted to the pairwise matrix, ``π ∝ π_ref · exp(r / β)``.
 
     ``β → 0`` is the argmax of the scores (the majority favourite).
@@ -294,7 +300,7 @@ def rlhf(pop, beta: float = 1.0, reference=None):
     return jnp.asarray(rlhf_from_pairwise(pairwise, beta, reference), dtype)
 
 
-def rlhf_from_pairwise(pairwise, beta: float, reference) -> np.ndarray:
+def rlhf_from_pairwise(pairwise: ArrayLike, beta: float, reference: ArrayLike) -> np.ndarray:
     """``π ∝ π_ref · exp(r / β)`` with Bradley–Terry scores ``r`` of ``pairwise``."""
     with np.errstate(over="ignore"):
         scores = bradley_terry_scores(pairwise) / beta
@@ -305,7 +311,7 @@ def rlhf_from_pairwise(pairwise, beta: float, reference) -> np.ndarray:
     return weights / weights.sum()
 
 
-def reference_policy(pop):
+def reference_policy(pop: Population) -> Float[Array, " n"]:
     """The uniform reference policy for ``pop`` (in its dtype)."""
     check_population(pop)
     dtype = pop.dtype

@@ -1,4 +1,4 @@
-"""Self-play learning dynamics as ``(init, step)`` pairs of pure functions (THEORY §4, T5).
+"""Self-play learning dynamics as ``(init, step)`` pairs of pure functions (docs/theory.md §4, T5).
 
 Every player of the symmetric (k+1)-player game runs the same learner on the payoff vector
 ``g_t = u_k(·, π_t)``. A dynamic is a :class:`Dynamics` made by a factory that closes over its
@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jaxtyping import Array, Float
 
 from ._linalg import dot
 
@@ -73,7 +74,7 @@ def _rate(eta: Schedule, t, dtype):
     return jnp.asarray(eta(t) if callable(eta) else eta, dtype)
 
 
-def project_simplex(v):
+def project_simplex(v: Float[Array, " n"]) -> Float[Array, " n"]:
     """Euclidean projection onto the simplex: ``argmin_{p ∈ Δ} ||p - v||`` (sort-based, O(n log n)).
 
     Example:
@@ -342,7 +343,9 @@ def averaged(dynamics: Dynamics) -> Dynamics:
     return Dynamics(init, step, f"averaged({dynamics.name})")
 
 
-def kl_regularised(dynamics: Dynamics, tau: float, reference=None) -> Dynamics:
+def kl_regularised(
+    dynamics: Dynamics, tau: float, reference: Float[Array, " n"] | None = None
+) -> Dynamics:
     """The same dynamic on the KL-regularised game ``u_k(y, π) − τ log(π(y) / π_ref(y))``.
 
     ``reference`` defaults to uniform. The step still reports the raw game payoffs, so regret

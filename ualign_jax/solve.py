@@ -25,6 +25,7 @@ from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .dynamics import NAMED, Dynamics, kl_regularised, named
 from .payoffs import check_population, jit_over_prompts, map_prompts, single_policy_payoffs
 from .policies import ProductMixture, unchecked_mixture
+from .populations import Population
 
 __all__ = ["solve", "Solution", "Trace", "METHODS", "OUTCOMES", "DEFAULT_METHOD"]
 
@@ -404,7 +405,7 @@ def _segments(first: int, steps: int, every: int) -> list[int]:
 
 
 def solve(
-    pop,
+    pop: Population,
     k: int,
     method: str | Dynamics = DEFAULT_METHOD,
     steps: int = 2000,
