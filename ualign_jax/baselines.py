@@ -213,11 +213,11 @@ def nlhf(pop: Population, steps: int = 2000) -> Float[Array, "*batch n"]:
     if pop.batch_shape:
         flat = _unbatch(pop)
         return jnp.stack([nlhf(p, steps) for p in flat]).reshape(*pop.batch_shape, -1)
+    tol = certified_gap(pop.dtype)
+    approximate = solve(pop, 1, steps=steps, tol=tol / 10).policy
     pairwise = pairwise_matrix(pop)
     if not bool(jnp.all(jnp.isfinite(pairwise))):
         raise ValueError("nlhf: pop's pairwise win matrix has NaN or inf entries")
-    tol = certified_gap(pop.dtype)
-    approximate = solve(pop, 1, steps=steps, tol=tol / 10).policy
     result = maximal_lottery(pairwise, approximate)
     if not result.gap <= tol:  # unreachable for a valid population: a bug if it happens
         raise RuntimeError(
