@@ -193,6 +193,7 @@ def test_float32_solve():
         ({"eta": float("nan")}, "eta must be a positive number"),
         ({"tau": -0.1}, "tau must be a nonnegative number"),
         ({"mixture_size": 0}, "mixture_size must be"),
+        ({"trace_size": 0}, "trace_size must be"),
     ],
 )
 def test_solve_rejects_bad_arguments(kwargs, match):
