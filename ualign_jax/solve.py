@@ -313,6 +313,11 @@ def _solve_in_segments(pop, config: RunConfig, checkpoint, every: int | None):
 # --------------------------------------------------------------------------- implicit gradient
 
 
+def _constant(tree):
+    """``tree`` with its array leaves cut from autodiff (other leaves unchanged)."""
+    return jax.tree.map(lambda x: jax.lax.stop_gradient(x) if eqx.is_array(x) else x, tree)
+
+
 def _field(pop, policy, k: int, tau: float):
     """The equilibrium's payoff field ``u_k(·, π) − τ log(n π)`` (docs/theory.md §9)."""
     g = single_policy_payoffs(pop, policy, k)
@@ -347,7 +352,7 @@ def _equilibrium_bwd(residuals, cotangent, perturbed, pop, policy, k, tau):
     """
     del residuals
     n, dtype = policy.shape[-1], policy.dtype
-    pop = jax.lax.stop_gradient(pop)
+    pop = _constant(pop)
     policy = jax.lax.stop_gradient(policy)
     g = _field(pop, policy, k, tau)
     # The support: the responses within δ of the best payoff (at an exact equilibrium with
@@ -490,7 +495,7 @@ def solve(
         **dict(zip(("trace_dense", "trace_stride"), _trace_layout(steps, trace_size), strict=True)),
     )
     # The loop sees constants: gradients come from the implicit layer below, not the path.
-    frozen = jax.tree.map(jax.lax.stop_gradient, pop)
+    frozen = _constant(pop)
     if checkpoint is None:  # one jitted program, no host round trips (solve stays jit-able)
         outputs = map_prompts(_solve_one, frozen, config=config)
     else:
