@@ -115,7 +115,7 @@ def run_one(pop, k, method, steps, time_all):
         "first_call_s": first_s,
         "run_s": scan_s,
         "ms_per_step": None if scan_s is None else 1e3 * scan_s / steps,
-        "outcome": sol.outcome_name,
+        "outcome": str(sol.outcome_name),
         "tolerances": {},
     }
     reached = [tol for tol in TOLERANCES if first_step(last, tol) is not None]
@@ -136,7 +136,7 @@ def run_one(pop, k, method, steps, time_all):
                 wall_s=wall,
                 compile_s=max(first - wall, 0.0),
                 tol_run_steps=int(tol_sol.num_steps),
-                tol_run_outcome=tol_sol.outcome_name,
+                tol_run_outcome=str(tol_sol.outcome_name),
             )
         record["tolerances"][f"{tol:g}"] = entry
     return record, trace

@@ -286,7 +286,7 @@ def ualign_solver(method: str, on: str) -> Callable:
             return jax.block_until_ready(sol)
 
         def extract(sol):
-            return np.asarray(sol.policy), int(sol.num_steps), {"outcome": sol.outcome_name}
+            return np.asarray(sol.policy), int(sol.num_steps), {"outcome": str(sol.outcome_name)}
 
         return call, extract
 

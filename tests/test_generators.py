@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from ualign_jax.generators import (
     impartial_culture,
     mallows_mixture,
     plackett_luce_mixture,
+    sampled_impartial_culture,
 )
 from ualign_jax.populations import PlackettLucePopulation, RankingPopulation
 
@@ -46,22 +49,38 @@ def test_exact_impartial_culture():
 
 
 def test_sampled_impartial_culture():
-    pop = impartial_culture(6, 200, key=jax.random.key(0))
+    pop = sampled_impartial_culture(jax.random.key(0), 6, 200)
     assert pop.utilities.shape == (200, 6)
     _rows_are_permutations(np.asarray(pop.utilities))
-    again = impartial_culture(6, 200, key=jax.random.key(0))
+    again = sampled_impartial_culture(jax.random.key(0), 6, 200)
     np.testing.assert_array_equal(np.asarray(pop.utilities), np.asarray(again.utilities))
 
 
 def test_impartial_culture_validation():
-    with pytest.raises(ValueError, match="num_users"):
+    with pytest.raises(ValueError, match="sampled_impartial_culture"):
         impartial_culture(9)
-    with pytest.raises(ValueError, match="key"):
-        impartial_culture(5, 10)
+    with pytest.raises(ValueError, match="key is required"):
+        sampled_impartial_culture(None, 5, 10)
     with pytest.raises(ValueError, match="num_responses"):
         impartial_culture(0)
     with pytest.raises(ValueError, match="num_users"):
-        impartial_culture(3, 0, key=jax.random.key(0))
+        sampled_impartial_culture(jax.random.key(0), 3, 0)
+
+
+def test_every_generator_takes_the_key_first_and_one_dtype_check():
+    key = jax.random.key(0)
+    for make in (
+        lambda **kw: sampled_impartial_culture(key, 3, 4, **kw),
+        lambda **kw: mallows_mixture(key, 3, 4, **kw),
+        lambda **kw: plackett_luce_mixture(key, 3, 2, **kw),
+        lambda **kw: impartial_culture(3, **kw),
+        lambda **kw: condorcet_instance(3, 0.1, **kw),
+    ):
+        for bad in ("not-a-dtype", jnp.int32):  # one error type for both (was TypeError/ValueError)
+            with pytest.raises(ValueError, match="dtype must be a floating dtype"):
+                make(dtype=bad)
+    for fn in (sampled_impartial_culture, mallows_mixture, plackett_luce_mixture):
+        assert next(iter(inspect.signature(fn).parameters)) == "key"
 
 
 N, M = 4, 20000  # one shape for all statistical Mallows tests (one compilation)

@@ -37,7 +37,7 @@ def test_results_repeat_exactly_for_a_seed():
         key = jax.random.key(seed)
         pop = ua.mallows_mixture(key, 5, 40, num_components=3)
         luce = ua.plackett_luce_mixture(key, 5, 4)
-        sampled = ua.impartial_culture(5, 30, key=key)
+        sampled = ua.sampled_impartial_culture(key, 5, 30)
         sol = ua.solve(pop, 4, steps=300)
         estimate, _ = ua.monte_carlo_payoffs(luce, sol.policy, 2, key, num_samples=64)
         return [

@@ -46,8 +46,10 @@ def test_conformance_check_catches_a_broken_dynamic():
 def test_every_method_runs_and_reports_a_consistent_trace(method):
     sol = ua.solve(SMALL, 2, method=method, steps=200)
     assert sol.outcome_name == "successful"
+    assert sol.method.startswith(method.removesuffix("_entropy").replace("anytime_", ""))
     trace = sol.trace
     assert trace.regret.shape == (200,) and np.all(np.isfinite(trace.regret))
+    np.testing.assert_array_equal(trace.step, np.arange(1, 201))
     # The mixture's exploitability is Reg_T / T in self-play (<π_t, g_t> = 1/(k+1)).
     np.testing.assert_allclose(
         np.asarray(trace.mixture_exploitability),
@@ -70,6 +72,82 @@ def test_extragradient_reaches_tolerance_and_stops_early():
     # Trace entries past the stop repeat the last value; mixture weights cover the steps taken.
     assert float(sol.trace.exploitability[-1]) <= 1e-8
     assert int(np.sum(np.asarray(sol.mixture.weights) > 0)) == int(sol.num_steps)
+
+
+def test_methods_are_the_named_dynamics_registry():
+    assert ua.METHODS == tuple(ua.dynamics.NAMED)
+    assert ua.dynamics.named("hedge", 4, 100).name == ua.solve(SMALL, 2, "hedge", 100).method
+
+
+def test_solve_takes_a_dynamics_and_matches_the_named_shortcut():
+    by_object = ua.solve(SMALL, 2, method=ua.hedge(0.3), steps=40)
+    by_name = ua.solve(SMALL, 2, method="hedge", eta=0.3, steps=40)
+    np.testing.assert_allclose(by_object.policy, by_name.policy, rtol=0, atol=1e-14)
+    assert by_object.method == by_name.method == "hedge(eta=0.3)"
+
+
+@pytest.mark.parametrize(
+    ("dynamics", "name"),
+    [
+        (ua.dynamics.optimistic(ua.regret_matching_plus()), "optimistic(regret_matching_plus())"),
+        (ua.dynamics.averaged(ua.hedge(0.5)), "averaged(hedge(eta=0.5))"),
+        (ua.kl_regularised(ua.hedge(0.5), 0.1), "kl_regularised(hedge(eta=0.5), tau=0.1)"),
+        ((ua.hedge(0.5).init, ua.hedge(0.5).step), "custom"),  # a user's own (init, step) pair
+    ],
+)
+def test_solve_runs_wrappers_and_user_dynamics(dynamics, name):
+    sol = ua.solve(SMALL, 2, method=dynamics, steps=30)
+    assert sol.method == name and sol.outcome_name == "successful"
+    assert float(sol.trace.exploitability[-1]) < float(sol.trace.exploitability[0])
+
+
+def test_a_dynamics_object_refuses_eta_and_checkpointing(tmp_path):
+    with pytest.raises(ValueError, match="eta applies to a method given by name"):
+        ua.solve(SMALL, 2, method=ua.hedge(0.3), eta=0.1)
+    with pytest.raises(ValueError, match="checkpoint needs method given by name"):
+        ua.solve(SMALL, 2, method=ua.hedge(0.3), checkpoint=tmp_path / "run.npz")
+    with pytest.raises(ValueError, match="method must be one of"):
+        ua.solve(SMALL, 2, method=3)
+    assert not (tmp_path / "run.npz").exists()
+
+
+def test_trace_memory_follows_the_budget_not_the_horizon():
+    # 10^9 steps: the trace has trace_size slots, and a run stopped by tol keeps every step taken.
+    sol = ua.solve(SMALL, 2, steps=10**9, tol=1e-4)
+    assert sol.trace.step.shape == (ua.solve.__globals__["DEFAULT_TRACE_SIZE"],)
+    taken = int(sol.num_steps)
+    assert taken < 100
+    recorded = sol.recorded_trace()
+    np.testing.assert_array_equal(recorded["step"], np.arange(1, taken + 1))
+    assert all(v.shape == (taken,) for v in recorded.values())
+    assert float(recorded["exploitability"][-1]) <= 1e-4
+
+
+def test_a_long_trace_is_strided_and_ends_at_the_last_step():
+    sol = ua.solve(SMALL, 2, method="hedge", steps=1000, trace_size=100)
+    steps = np.asarray(sol.trace.step)
+    assert steps.shape == (100,) and steps[-1] == 1000
+    np.testing.assert_array_equal(steps[:50], np.arange(1, 51))  # the first half, step by step
+    assert np.all(np.diff(steps[50:]) == 19)  # then blocks of ceil(950 / 50) steps
+    full = ua.solve(SMALL, 2, method="hedge", steps=1000)
+    np.testing.assert_allclose(sol.trace.regret, full.trace.regret[steps - 1], atol=1e-12)
+    np.testing.assert_allclose(sol.policy, full.policy, atol=1e-14)
+
+
+def test_outcome_is_int32_and_outcome_name_is_one_type():
+    single = ua.solve(SMALL, 2, steps=5)
+    assert single.outcome.dtype == jnp.int32 and single.num_steps.dtype == jnp.int32
+    assert isinstance(single.outcome_name, np.ndarray) and single.outcome_name.shape == ()
+    batched = ua.solve(ua.RankingPopulation(jnp.stack([SMALL.utilities] * 2)), 2, steps=5)
+    assert (
+        batched.outcome_name.shape == (2,) and batched.outcome_name.tolist() == ["successful"] * 2
+    )
+
+    def inside(pop):
+        return ua.solve(pop, 2, steps=5).outcome_name
+
+    with pytest.raises(ValueError, match="inside jit use Solution.outcome"):
+        jax.jit(inside)(SMALL)
 
 
 def test_outcome_when_the_budget_runs_out():
@@ -115,6 +193,7 @@ def test_float32_solve():
         ({"eta": float("nan")}, "eta must be a positive number"),
         ({"tau": -0.1}, "tau must be a nonnegative number"),
         ({"mixture_size": 0}, "mixture_size must be"),
+        ({"trace_size": 0}, "trace_size must be"),
     ],
 )
 def test_solve_rejects_bad_arguments(kwargs, match):

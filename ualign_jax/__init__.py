@@ -45,10 +45,12 @@ def _load_everything() -> None:
     )
     from .dynamics import (
         Dynamics,
+        averaged,
         extragradient,
         hedge,
         kl_regularised,
         logit_gradient,
+        optimistic,
         optimistic_gradient,
         optimistic_hedge,
         regret_matching_plus,
@@ -58,6 +60,7 @@ def _load_everything() -> None:
         impartial_culture,
         mallows_mixture,
         plackett_luce_mixture,
+        sampled_impartial_culture,
     )
     from .metrics import (
         RobustBounds,
@@ -123,6 +126,9 @@ sys.modules[__name__].__class__ = _Package
 __version__ = "0.1.0"
 
 __all__ = [
+    "averaged",
+    "optimistic",
+    "sampled_impartial_culture",
     "Trainer",
     "TrainerState",
     "TrainingRun",

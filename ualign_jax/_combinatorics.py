@@ -8,13 +8,6 @@ import math
 import numpy as np
 
 
-def all_tuples(num_responses: int, length: int) -> np.ndarray:
-    """Every ordered ``length``-tuple of responses, ``[n**length, length]`` (row-major order)."""
-    return np.array(
-        list(itertools.product(range(num_responses), repeat=length)), dtype=np.int32
-    ).reshape(-1, length)
-
-
 def rotations(size: int) -> np.ndarray:
     """``[size, size]`` index rows ``(j, j+1, ..., j-1)``: position ``j`` moved to the front."""
     return (np.arange(size)[:, None] + np.arange(size)[None, :]) % size

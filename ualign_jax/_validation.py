@@ -30,6 +30,24 @@ def float_dtype(x):
     return dtype if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
 
 
+def float_dtype_arg(dtype, name: str = "dtype"):
+    """A ``dtype=`` argument (default: jnp's default float) as a floating dtype, else ValueError.
+
+    Example:
+        >>> float_dtype_arg("float32")
+        dtype('float32')
+    """
+    if dtype is None:
+        return jnp.result_type(float)
+    try:
+        resolved = jnp.dtype(dtype)
+    except TypeError as err:
+        raise ValueError(f"{name} must be a floating dtype such as float32, got {dtype!r}") from err
+    if not jnp.issubdtype(resolved, jnp.floating):
+        raise ValueError(f"{name} must be a floating dtype such as float32, got {resolved}")
+    return resolved
+
+
 def as_float_array(x, name: str, min_ndim: int = 1):
     """``x`` as a floating JAX array with at least ``min_ndim`` axes, else ``ValueError``."""
     try:

@@ -1,4 +1,4 @@
-"""Baselines users compare against (THEORY §5): NLHF, Nash-MD, RLHF, the reference policy.
+"""Baselines users compare against (docs/theory.md §5): NLHF, Nash-MD, RLHF, the reference policy.
 
 * NLHF is the k = 1 game: its equilibrium is the maximal lottery of the pairwise matrix
   ``P[y, y'] = WR(δ_y, δ_y')``, computed here by self-play and polished on its support in float64
@@ -17,16 +17,20 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
+from jaxtyping import Array, Float
 
-from ._validation import check_simplex
+from ._validation import check_simplex, static_count
 from .payoffs import check_population, win_tensor
 from .policies import uniform_policy
+from .populations import Population
 from .solve import solve
 
 __all__ = [
     "pairwise_matrix",
     "maximal_lottery",
     "MaximalLottery",
+    "certified_gap",
     "nlhf",
     "nash_md",
     "bradley_terry_scores",
@@ -34,8 +38,22 @@ __all__ = [
     "reference_policy",
 ]
 
-#: Duality gap below which a maximal lottery counts as certified.
+#: Duality gap below which a float64 maximal lottery counts as certified (see
+#: :func:`certified_gap` for other dtypes).
 CERTIFIED_GAP = 1e-9
+
+
+def certified_gap(dtype: DTypeLike) -> float:
+    """The duality gap certified for a pairwise matrix of ``dtype`` (docs/theory.md §8).
+
+    ``max(1e-9, 32 ε)`` with ``ε`` the dtype's machine epsilon: 1e-9 in float64, 3.8e-6 in
+    float32, where rounding alone leaves ``P + Pᵀ`` off 1 by up to ``ε`` per entry.
+
+    Example:
+        >>> certified_gap(np.float64), round(certified_gap(np.float32), 7)
+        (1e-09, 3.8e-06)
+    """
+    return max(CERTIFIED_GAP, 32 * float(np.finfo(dtype).eps))
 
 
 def _positive_number(value, name: str) -> float:
@@ -72,7 +90,7 @@ def _square_matrix(pairwise, name: str = "pairwise") -> np.ndarray:
     return matrix
 
 
-def pairwise_matrix(pop):
+def pairwise_matrix(pop: Population) -> Float[Array, "*batch n n"]:
     """``P[..., y, y'] = WR(δ_y, δ_y')``: the probability a user prefers ``y`` to ``y'`` (ties 1/2).
 
     This is the two-player win tensor, so prompt axes carry through.
@@ -86,52 +104,104 @@ def pairwise_matrix(pop):
 
 
 class MaximalLottery(NamedTuple):
-    """``policy`` with ``M p <= gap`` for ``M = P − 1/2``; ``gap`` is its certified duality gap."""
+    """``policy`` with ``max_y ((P − 1/2) p)_y <= gap``; ``gap`` is its duality gap."""
 
     policy: np.ndarray
     gap: float
 
 
-def maximal_lottery(pairwise, approximate=None) -> MaximalLottery:
-    """The maximal lottery of a pairwise matrix (float64, host side), with its duality gap.
-
-    Starting from an approximate equilibrium (default uniform), for shrinking support thresholds
-    it solves ``(P − 1/2)[S, S] p_S = 0, Σ p_S = 1`` and keeps the candidate with the smallest
-    gap ``max_y (P p)_y − 1/2`` (0 exactly at the maximal lottery).
-    """
-    matrix = _square_matrix(pairwise) - 0.5
-    n = matrix.shape[0]
-    if approximate is None:
-        start = np.full(n, 1.0 / n)
-    else:
-        start = _host_array(approximate, "approximate", 1, (n,))
-
-    def gap_of(p):
-        return float(np.max(matrix @ p))
-
-    best, best_gap = start, gap_of(start)
+def _support_solve(skew: np.ndarray, start: np.ndarray) -> list[np.ndarray]:
+    """Candidates solving ``skew[S, S] p_S = 0, Σ p_S = 1`` on supports ``S`` read off ``start``
+    at shrinking thresholds (exact when ``start`` is near a maximal lottery)."""
+    n = skew.shape[0]
+    candidates = [start]
     for threshold in (1e-2, 1e-3, 1e-4, 1e-6, 1e-8, 1e-10):
         support = np.flatnonzero(start > threshold)
         if support.size == 0:
             continue
-        system = np.vstack([matrix[np.ix_(support, support)], np.ones((1, support.size))])
+        system = np.vstack([skew[np.ix_(support, support)], np.ones((1, support.size))])
         rhs = np.concatenate([np.zeros(support.size), [1.0]])
         solution, *_ = np.linalg.lstsq(system, rhs, rcond=None)
         if solution.min() < -1e-12:
             continue
         candidate = np.zeros(n)
         candidate[support] = np.maximum(solution, 0.0)
-        candidate /= candidate.sum()
-        gap = gap_of(candidate)
-        if gap < best_gap:
-            best, best_gap = candidate, gap
-    return MaximalLottery(best, max(best_gap, 0.0))
+        candidates.append(candidate / candidate.sum())
+    return candidates
 
 
-def nlhf(pop, steps: int = 2000):
-    """The NLHF policy: the maximal lottery, the k = 1 equilibrium (certified gap ``<= 1e-9``).
+def _simplex_lottery(skew: np.ndarray) -> np.ndarray:
+    """A maximal lottery by the simplex method (phase one, Bland's rule): a ``p >= 0`` with
+    ``Σ p = 1`` and ``skew p + q = 0`` for slacks ``q >= 0``. It exists (minimax theorem, the
+    value of a skew-symmetric game is 0) and Bland's rule cannot cycle, so this always ends."""
+    n = skew.shape[0]
+    rows = np.hstack([skew, np.eye(n)])
+    rows = np.vstack([rows, np.concatenate([np.ones(n), np.zeros(n)])])
+    tableau = np.hstack([rows, np.eye(n + 1), np.zeros((n + 1, 1))])
+    tableau[-1, -1] = 1.0
+    basis = list(range(2 * n, 3 * n + 1))  # the artificial variables
+    cost = np.concatenate([np.zeros(2 * n), np.ones(n + 1), [0.0]])
+    for _ in range(100 * (3 * n + 1)):
+        reduced = cost - cost[basis] @ tableau
+        entering = next((j for j in range(3 * n + 1) if reduced[j] < -1e-12), None)
+        if entering is None:
+            break
+        column = tableau[:, entering]
+        ratios = [
+            (max(tableau[i, -1], 0.0) / column[i], basis[i], i)
+            for i in range(n + 1)
+            if column[i] > 1e-9  # pivots this small are rounding noise
+        ]
+        _, _, row = min(ratios)
+        tableau[row] /= tableau[row, entering]
+        for i in range(n + 1):
+            if i != row:
+                tableau[i] -= tableau[i, entering] * tableau[row]
+        basis[row] = entering
+    values = np.zeros(3 * n + 1)
+    values[basis] = tableau[:, -1]
+    policy = np.maximum(values[:n], 0.0)
+    total = policy.sum()
+    return policy / total if np.isfinite(total) and total > 0 else np.full(n, 1.0 / n)
 
-    Raises ``ValueError`` if the gap cannot be certified (it names the gap reached).
+
+def maximal_lottery(pairwise: ArrayLike, approximate: ArrayLike | None = None) -> MaximalLottery:
+    """The maximal lottery of a pairwise matrix (float64, host side), with its duality gap.
+
+    The matrix is made exactly constant-sum first, ``M = (P − Pᵀ)/2`` (float rounding leaves
+    ``P + Pᵀ`` off 1 by an ulp, which would shift the game's value off 0). From an approximate
+    equilibrium it solves ``M[S, S] p_S = 0, Σ p_S = 1`` on the supports ``S`` the approximate
+    suggests; without one, or when those do not certify, it runs the simplex method (exact up to
+    rounding). ``gap = max_y ((P − 1/2) p)_y`` is measured on the matrix as given.
+
+    Example:
+        >>> rps = np.array([[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]])
+        >>> result = maximal_lottery(rps)
+        >>> result.policy.round(6).tolist(), result.gap <= 1e-12
+        ([0.333333, 0.333333, 0.333333], True)
+    """
+    matrix = _square_matrix(pairwise)
+    given = matrix - 0.5
+    skew = (matrix - matrix.T) / 2
+    n = matrix.shape[0]
+    candidates = []
+    if approximate is not None:
+        candidates = _support_solve(skew, _host_array(approximate, "approximate", 1, (n,)))
+    if not candidates or min(float(np.max(skew @ c)) for c in candidates) > CERTIFIED_GAP:
+        exact = _simplex_lottery(skew)
+        candidates += [exact, *_support_solve(skew, exact)]
+    best = min(candidates, key=lambda c: float(np.max(skew @ c)))
+    gap = float(np.max(given @ best))
+    return MaximalLottery(best, max(gap, 0.0))
+
+
+def nlhf(pop: Population, steps: int = 2000) -> Float[Array, "*batch n"]:
+    """The NLHF policy: the maximal lottery, the k = 1 equilibrium, with a certified gap.
+
+    The duality gap ``max_y (P p)_y − 1/2`` is certified below :func:`certified_gap` of
+    ``pop``'s dtype (1e-9 in float64, 3.8e-6 in float32); the policy is returned in that dtype.
+    ``steps`` bounds the self-play run that suggests the support; the simplex method finishes
+    the job when the suggestion falls short, so valid input never fails to certify.
 
     Example:
         >>> from ualign_jax import condorcet_instance
@@ -139,18 +209,19 @@ def nlhf(pop, steps: int = 2000):
         [1.0, 0.0, 0.0]
     """
     check_population(pop)
+    steps = static_count(steps, "steps")
     if pop.batch_shape:
         flat = _unbatch(pop)
         return jnp.stack([nlhf(p, steps) for p in flat]).reshape(*pop.batch_shape, -1)
-    approximate = solve(pop, 1, steps=steps, tol=1e-12).policy
+    tol = certified_gap(pop.dtype)
+    approximate = solve(pop, 1, steps=steps, tol=tol / 10).policy
     pairwise = pairwise_matrix(pop)
     if not bool(jnp.all(jnp.isfinite(pairwise))):
         raise ValueError("nlhf: pop's pairwise win matrix has NaN or inf entries")
     result = maximal_lottery(pairwise, approximate)
-    if not result.gap <= CERTIFIED_GAP:
-        raise ValueError(
-            f"nlhf: the maximal lottery's duality gap reached {result.gap:.2e} > {CERTIFIED_GAP}; "
-            "raise steps"
+    if not result.gap <= tol:  # unreachable for a valid population: a bug if it happens
+        raise RuntimeError(
+            f"nlhf: the maximal lottery's duality gap reached {result.gap:.2e} > {tol:.1e}"
         )
     return jnp.asarray(result.policy, dtype=pop.dtype)
 
@@ -162,7 +233,7 @@ def _unbatch(pop):
     return [jax.tree.unflatten(treedef, [leaf[i] for leaf in flat]) for i in range(size)]
 
 
-def nash_md(pop, tau: float, steps: int = 2000):
+def nash_md(pop: Population, tau: float, steps: int = 2000) -> Float[Array, "*batch n"]:
     """Nash-MD's target: the equilibrium of the k = 1 game regularised by ``τ·KL(π, uniform)``.
 
     ``τ → 0`` recovers NLHF; large ``τ`` stays at the uniform reference.
@@ -171,7 +242,9 @@ def nash_md(pop, tau: float, steps: int = 2000):
     return solve(pop, 1, method="extragradient_entropy", steps=steps, tau=tau, eta=0.5).policy
 
 
-def bradley_terry_scores(pairwise, ridge: float = 1e-6, iterations: int = 100):
+def bradley_terry_scores(
+    pairwise: ArrayLike, ridge: float = 1e-6, iterations: int = 100
+) -> np.ndarray:
     """Bradley–Terry scores ``r`` maximising ``Σ P[y,y'] log σ(r_y − r_y') − ridge·|r|²/2``.
 
     Newton's method in float64 on the host; scores are centred (``Σ r = 0``). The small ridge
@@ -199,7 +272,9 @@ def bradley_terry_scores(pairwise, ridge: float = 1e-6, iterations: int = 100):
     return r - r.mean()
 
 
-def rlhf(pop, beta: float = 1.0, reference=None):
+def rlhf(
+    pop: Population, beta: float = 1.0, reference: ArrayLike | None = None
+) -> Float[Array, "*batch n"]:
     """RLHF: Bradley–Terry scores fitted to the pairwise matrix, ``π ∝ π_ref · exp(r / β)``.
 
     ``β → 0`` is the argmax of the scores (the majority favourite).
@@ -225,7 +300,7 @@ def rlhf(pop, beta: float = 1.0, reference=None):
     return jnp.asarray(rlhf_from_pairwise(pairwise, beta, reference), dtype)
 
 
-def rlhf_from_pairwise(pairwise, beta: float, reference) -> np.ndarray:
+def rlhf_from_pairwise(pairwise: ArrayLike, beta: float, reference: ArrayLike) -> np.ndarray:
     """``π ∝ π_ref · exp(r / β)`` with Bradley–Terry scores ``r`` of ``pairwise``."""
     with np.errstate(over="ignore"):
         scores = bradley_terry_scores(pairwise) / beta
@@ -236,7 +311,7 @@ def rlhf_from_pairwise(pairwise, beta: float, reference) -> np.ndarray:
     return weights / weights.sum()
 
 
-def reference_policy(pop):
+def reference_policy(pop: Population) -> Float[Array, " n"]:
     """The uniform reference policy for ``pop`` (in its dtype)."""
     check_population(pop)
     dtype = pop.dtype

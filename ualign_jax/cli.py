@@ -607,13 +607,13 @@ def run_solve(args) -> dict:
         "robust_win_rate": 1.0 - float(np.max(ua.response_payoffs(pop, sol.policy, args.k))),
         "guarantee": args.k / (args.k + 1),
         "exploitability": float(ua.exploitability(pop, sol.policy, args.k)),
-        "outcome": sol.outcome_name,
+        "outcome": str(sol.outcome_name),
         "steps": steps_taken,
         "checkpoint": args.checkpoint,
         "policy": _by_position(names, policy),
         **provenance(),
     }
-    trace = {f: np.asarray(v)[..., :steps_taken] for f, v in sol.trace._asdict().items()}
+    trace = sol.recorded_trace()
     label = f"{Path(args.data).name}, k={args.k}, {method}"
 
     def write(folder: Path) -> None:

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._safe_io import open_npz, read_json, read_npy, read_text
+from ._validation import float_dtype_arg
 from .populations import PlackettLucePopulation, RankingPopulation
 
 __all__ = [
@@ -91,19 +92,6 @@ MAX_ENTRIES = 2**28
 MERGED_NAME = "[{:,} alternatives no one ranked]"
 #: Largest count per data line, and of all lines together (an int64).
 MAX_VOTERS = 2**63 - 1
-
-
-def _float_dtype(dtype):
-    """``dtype`` (default: jnp's default float) as a floating dtype, else ``ValueError``."""
-    if dtype is None:
-        return jnp.result_type(float)
-    try:
-        resolved = jnp.dtype(dtype)
-    except TypeError as err:
-        raise ValueError(f"dtype must be a floating dtype such as float32, got {dtype!r}") from err
-    if not jnp.issubdtype(resolved, jnp.floating):
-        raise ValueError(f"dtype must be a floating dtype such as float32, got {resolved}")
-    return resolved
 
 
 #: Rows of utilities checked at a time by :func:`_cast_utilities` (bounds its extra memory).
@@ -208,7 +196,7 @@ class PreflibData:
             ValueError: if the cast to ``dtype`` would tie utilities that differ in the data
                 (never for PrefLib's integer utilities in float32, which are exact below 2**24).
         """
-        dtype = _float_dtype(dtype)
+        dtype = float_dtype_arg(dtype)
         return RankingPopulation(
             _cast_utilities(self.utilities, dtype, self.source),
             weights=jnp.asarray(self.counts, dtype=dtype),
@@ -545,7 +533,7 @@ def load_preflib(
         (6, 3, 'Shrek (Full-screen)')
     """
     path = _as_path(path)
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype_arg(dtype)
     text = read_text(path)
     return parse_preflib(text, str(path), merge_unranked).to_population(dtype)
 
@@ -573,7 +561,7 @@ def load_dataset(name: str = "sushi", dtype=None) -> RankingPopulation:
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype_arg(dtype)
     filename = DATASETS[name]
     text = resources.files("ualign_jax").joinpath("datasets").joinpath(filename).read_text("utf-8")
     data = parse_preflib(text, source=filename)
@@ -628,7 +616,7 @@ def load_population(path: str | os.PathLike, dtype=None):
         3
     """
     path = _as_path(path)
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype_arg(dtype)
     if path.suffix.lower() in PREFLIB_SUFFIXES:
         return load_preflib(path, dtype=dtype)
     if path.suffix.lower() != ".npz":

@@ -1,4 +1,4 @@
-"""Self-play learning dynamics as ``(init, step)`` pairs of pure functions (THEORY §4, T5).
+"""Self-play learning dynamics as ``(init, step)`` pairs of pure functions (docs/theory.md §4, T5).
 
 Every player of the symmetric (k+1)-player game runs the same learner on the payoff vector
 ``g_t = u_k(·, π_t)``. A dynamic is a :class:`Dynamics` made by a factory that closes over its
@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jaxtyping import Array, Float
 
 from ._linalg import dot
 
@@ -38,23 +39,42 @@ __all__ = [
     "optimistic",
     "averaged",
     "project_simplex",
+    "named",
+    "NAMED",
 ]
 
 Schedule = float | Callable[[Any], Any]
 
 
 class Dynamics(NamedTuple):
-    """A learning dynamic: ``init(policy) -> state``; ``step(state, payoff_fn, t)``."""
+    """A learning dynamic: ``init(policy) -> state``; ``step(state, payoff_fn, t)``.
+
+    ``name`` describes it in a :class:`~ualign_jax.Solution` and in reports (the factories set
+    it, e.g. ``"hedge(eta=0.3)"``; a user's own dynamic may leave the default).
+    """
 
     init: Callable
     step: Callable
+    name: str = "custom"
+
+
+def _describe(value) -> str:
+    """A short text for a hyperparameter: the number, or ``"schedule"`` for a callable."""
+    return "schedule" if callable(value) else f"{float(value):g}"
+
+
+def _norm(x):
+    """``||x||_2`` with a finite gradient at ``x = 0`` (``jnp.linalg.norm``'s is NaN there)."""
+    squared = jnp.sum(x * x)
+    safe = jnp.where(squared > 0, squared, 1.0)
+    return jnp.where(squared > 0, jnp.sqrt(safe), 0.0)
 
 
 def _rate(eta: Schedule, t, dtype):
     return jnp.asarray(eta(t) if callable(eta) else eta, dtype)
 
 
-def project_simplex(v):
+def project_simplex(v: Float[Array, " n"]) -> Float[Array, " n"]:
     """Euclidean projection onto the simplex: ``argmin_{p ∈ Δ} ||p - v||`` (sort-based, O(n log n)).
 
     Example:
@@ -111,7 +131,7 @@ def hedge(eta: Schedule) -> Dynamics:
         log_weights = log_weights - jnp.max(log_weights)
         return HedgeState(jax.nn.softmax(log_weights), log_weights), state.policy, g
 
-    return Dynamics(init, step)
+    return Dynamics(init, step, f"hedge(eta={_describe(eta)})")
 
 
 def optimistic_hedge(eta: Schedule) -> Dynamics:
@@ -119,7 +139,7 @@ def optimistic_hedge(eta: Schedule) -> Dynamics:
 
     This is :func:`optimistic` applied to :func:`hedge`.
     """
-    return optimistic(hedge(eta))
+    return optimistic(hedge(eta))._replace(name=f"optimistic_hedge(eta={_describe(eta)})")
 
 
 # --------------------------------------------------------------------------- extragradient
@@ -158,8 +178,8 @@ def extragradient(eta: float = 1.0, adaptive: bool = True, geometry: str = "eucl
         new_policy = move(state.policy, g_h, state.rate)
         if not adaptive:
             return ExtragradientState(new_policy, state.rate), h, g_h
-        moved = jnp.linalg.norm(h - state.policy)
-        changed = jnp.linalg.norm(g_h - g)
+        moved = _norm(h - state.policy)
+        changed = _norm(g_h - g)
         accept = state.rate * changed <= 0.9 * moved + jnp.finfo(g.dtype).tiny
         local = 0.9 * moved / jnp.maximum(changed, jnp.finfo(g.dtype).tiny)
         rate = jnp.where(
@@ -168,7 +188,9 @@ def extragradient(eta: float = 1.0, adaptive: bool = True, geometry: str = "eucl
         policy = jnp.where(accept, new_policy, state.policy)
         return ExtragradientState(policy, rate), h, g_h
 
-    return Dynamics(init, step)
+    kind = "" if geometry == "euclidean" else f", geometry={geometry!r}"
+    fixed = "" if adaptive else ", adaptive=False"
+    return Dynamics(init, step, f"extragradient(eta={_describe(eta)}{fixed}{kind})")
 
 
 class OptimisticGradientState(NamedTuple):
@@ -196,15 +218,16 @@ def optimistic_gradient(eta: float = 1.0, growth: float = 1.2) -> Dynamics:
         g = payoff_fn(played)
         policy = project_simplex(state.policy + state.rate * g)
         tiny = jnp.finfo(g.dtype).tiny
-        moved = jnp.linalg.norm(played - state.last_played)
-        changed = jnp.linalg.norm(g - state.last_payoffs)
+        moved = _norm(played - state.last_played)
+        changed = _norm(g - state.last_payoffs)
         cap = 0.5 * moved / jnp.maximum(changed, tiny)
         informative = (t > 1) & (changed > 0)  # the first step has no previous point
         rate = jnp.where(informative, jnp.minimum(growth * state.rate, cap), state.rate)
         rate = jnp.clip(rate, 1e-6, 1e4)
         return OptimisticGradientState(policy, played, g, rate), played, g
 
-    return Dynamics(init, step)
+    name = f"optimistic_gradient(eta={_describe(eta)}, growth={_describe(growth)})"
+    return Dynamics(init, step, name)
 
 
 # --------------------------------------------------------------------------- regret matching+
@@ -230,7 +253,7 @@ def regret_matching_plus() -> Dynamics:
         policy = jnp.where(total > 0, q / jnp.where(total > 0, total, 1.0), uniform)
         return RegretMatchingState(policy, q), state.policy, g
 
-    return Dynamics(init, step)
+    return Dynamics(init, step, "regret_matching_plus()")
 
 
 # --------------------------------------------------------------------------- optax-driven
@@ -265,7 +288,7 @@ def logit_gradient(optimizer: optax.GradientTransformation | None = None) -> Dyn
         logits = logits - jnp.max(logits)
         return LogitState(jax.nn.softmax(logits), logits, opt_state), state.policy, g
 
-    return Dynamics(init, step)
+    return Dynamics(init, step, "logit_gradient(optax)")
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -294,7 +317,7 @@ def optimistic(dynamics: Dynamics) -> Dynamics:
         inner, _, _ = dynamics.step(state.inner, lambda p: g, t)
         return OptimisticState(inner.policy, inner, g), played, g
 
-    return Dynamics(init, step)
+    return Dynamics(init, step, f"optimistic({dynamics.name})")
 
 
 class AveragedState(NamedTuple):
@@ -317,10 +340,12 @@ def averaged(dynamics: Dynamics) -> Dynamics:
         weight = 1.0 / jnp.asarray(t).astype(played.dtype)
         return AveragedState(state.policy + weight * (played - state.policy), inner), played, g
 
-    return Dynamics(init, step)
+    return Dynamics(init, step, f"averaged({dynamics.name})")
 
 
-def kl_regularised(dynamics: Dynamics, tau: float, reference=None) -> Dynamics:
+def kl_regularised(
+    dynamics: Dynamics, tau: float, reference: Float[Array, " n"] | None = None
+) -> Dynamics:
     """The same dynamic on the KL-regularised game ``u_k(y, π) − τ log(π(y) / π_ref(y))``.
 
     ``reference`` defaults to uniform. The step still reports the raw game payoffs, so regret
@@ -340,4 +365,44 @@ def kl_regularised(dynamics: Dynamics, tau: float, reference=None) -> Dynamics:
         state, played, _ = dynamics.step(state, regularise(payoff_fn), t)
         return state, played, payoff_fn(played)
 
-    return Dynamics(dynamics.init, step)
+    reference_text = "" if reference is None else ", reference"
+    name = f"kl_regularised({dynamics.name}, tau={_describe(tau)}{reference_text})"
+    return Dynamics(dynamics.init, step, name)
+
+
+# --------------------------------------------------------------------------- named dynamics
+
+
+def _logit_default(eta: float) -> Dynamics:
+    return logit_gradient(optax.sgd(eta))._replace(name=f"logit_gradient(sgd(eta={eta:g}))")
+
+
+#: The dynamics ``solve`` knows by name: ``name -> factory(num_responses, steps, eta)`` where
+#: ``eta=None`` picks the method's default step size. ``ualign_jax.METHODS`` lists these names.
+NAMED: dict[str, Callable[[int, int, float | None], Dynamics]] = {
+    "optimistic_gradient": lambda n, steps, eta: optimistic_gradient(1.0 if eta is None else eta),
+    "extragradient": lambda n, steps, eta: extragradient(1.0 if eta is None else eta),
+    "extragradient_entropy": lambda n, steps, eta: extragradient(
+        1.0 if eta is None else eta, geometry="entropy"
+    ),
+    "hedge": lambda n, steps, eta: hedge(hedge_rate(n, steps) if eta is None else eta),
+    "anytime_hedge": lambda n, steps, eta: hedge(anytime_hedge_rate(n) if eta is None else eta),
+    "optimistic_hedge": lambda n, steps, eta: optimistic_hedge(2.0 if eta is None else eta),
+    "regret_matching_plus": lambda n, steps, eta: regret_matching_plus(),
+    "logit_gradient": lambda n, steps, eta: _logit_default(10.0 if eta is None else eta),
+}
+
+
+def named(name: str, num_responses: int, steps: int, eta: float | None = None) -> Dynamics:
+    """The dynamic ``solve`` runs for the method ``name`` (one of :data:`NAMED`).
+
+    ``"hedge"`` takes ``η = sqrt(8 ln n / steps)`` (docs/theory.md §4, T5) unless ``eta`` is
+    given; ``"regret_matching_plus"`` has no step size and ignores ``eta``.
+
+    Example:
+        >>> named("hedge", 4, 100).name
+        'hedge(eta=0.333022)'
+    """
+    if name not in NAMED:
+        raise ValueError(f"method {name!r} is unknown; choose from {', '.join(NAMED)}")
+    return NAMED[name](num_responses, steps, eta)

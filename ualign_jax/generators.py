@@ -1,10 +1,11 @@
-"""Synthetic populations (THEORY §6): impartial culture, Mallows and Plackett–Luce mixtures, and
-the Condorcet-winner instance of THEORY T3.
+"""Synthetic populations (docs/theory.md §6): impartial culture, Mallows and Plackett–Luce
+mixtures, and the Condorcet-winner instance of docs/theory.md §4 (T3).
 
 Every generator is a pure function returning a population. Rankings are encoded as utilities:
 the response in position ``p`` (0 = best) of a user's ranking gets utility ``n - p``, so each row
 of a generated :class:`RankingPopulation` is a permutation of ``1..n``. Randomness comes from an
-explicit JAX PRNG key; the float dtype defaults to jnp's default float (float32 unless x64).
+explicit JAX PRNG key, always the first argument (the package's convention); the float dtype
+defaults to jnp's default float (float32 unless x64).
 """
 
 from __future__ import annotations
@@ -16,26 +17,22 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
+from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._validation import is_concrete, static_count
+from ._validation import float_dtype_arg, is_concrete, static_count
 from .populations import PlackettLucePopulation, RankingPopulation
 
 __all__ = [
     "condorcet_instance",
     "impartial_culture",
+    "sampled_impartial_culture",
     "mallows_mixture",
     "plackett_luce_mixture",
 ]
 
 #: Largest ``n`` for which :func:`impartial_culture` enumerates all ``n!`` rankings.
 MAX_EXACT_RESPONSES = 8
-
-
-def _float_dtype(dtype):
-    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
-    return dtype
 
 
 def _check_real(x, name, low, high, *, low_open=False, high_open=False):
@@ -65,42 +62,57 @@ def _check_key(key, name="key"):
     return key
 
 
-def impartial_culture(num_responses, num_users=None, *, key=None, dtype=None) -> RankingPopulation:
-    """Impartial culture: every ranking of the ``n`` responses equally likely (THEORY T2).
-
-    Exact when ``num_users`` is None: all ``n!`` rankings, uniform weights (``n <= 8``; ``key`` is
-    not used). Sampled otherwise: ``num_users`` independent uniformly random rankings.
+def impartial_culture(num_responses: int, *, dtype: DTypeLike | None = None) -> RankingPopulation:
+    """Impartial culture, exactly: all ``n!`` rankings with equal weight (docs/theory.md §6, T2).
 
     Args:
-        num_responses: ``n >= 1``.
-        num_users: None (exact) or the number of sampled users.
-        key: PRNG key, required when sampling.
+        num_responses: ``n``, from 1 to 8 (``n!`` rows; sample larger ones with
+            :func:`sampled_impartial_culture`).
         dtype: float dtype of the utilities.
 
     Returns:
-        A :class:`RankingPopulation`, utilities ``[n!, n]`` or ``[num_users, n]``; each row a
-        permutation of ``1..n``.
+        A :class:`RankingPopulation` with utilities ``[n!, n]``, each row a permutation of
+        ``1..n``.
 
     Example:
         >>> impartial_culture(3).utilities.shape
         (6, 3)
-        >>> impartial_culture(50, 1000, key=jax.random.key(0)).num_users
-        1000
     """
     n = static_count(num_responses, "num_responses")
-    dtype = _float_dtype(dtype)
-    if num_users is None:
-        if n > MAX_EXACT_RESPONSES:
-            raise ValueError(
-                f"impartial_culture enumerates all n! rankings only for num_responses <= "
-                f"{MAX_EXACT_RESPONSES} (got {n}, i.e. {math.factorial(n)} rankings); pass "
-                "num_users=... and key=... to sample users instead"
-            )
-        perms = np.array(list(itertools.permutations(range(n))), dtype=np.int64)
-        return RankingPopulation(jnp.asarray(n - perms, dtype=dtype))
-    m = static_count(num_users, "num_users")
+    dtype = float_dtype_arg(dtype)
+    if n > MAX_EXACT_RESPONSES:
+        raise ValueError(
+            f"impartial_culture enumerates all n! rankings only for num_responses <= "
+            f"{MAX_EXACT_RESPONSES} (got {n}, i.e. {math.factorial(n)} rankings); use "
+            "sampled_impartial_culture(key, num_responses, num_users) to sample users instead"
+        )
+    perms = np.array(list(itertools.permutations(range(n))), dtype=np.int64)
+    return RankingPopulation(jnp.asarray(n - perms, dtype=dtype))
+
+
+def sampled_impartial_culture(
+    key: PRNGKeyArray, num_responses: int, num_users: int, *, dtype: DTypeLike | None = None
+) -> RankingPopulation:
+    """Impartial culture, sampled: ``num_users`` independent uniformly random rankings.
+
+    Args:
+        key: PRNG key.
+        num_responses: ``n >= 1``.
+        num_users: the number of sampled users ``m >= 1``.
+        dtype: float dtype of the utilities.
+
+    Returns:
+        A :class:`RankingPopulation` with utilities ``[m, n]``, each row a permutation of
+        ``1..n``.
+
+    Example:
+        >>> sampled_impartial_culture(jax.random.key(0), 50, 1000).num_users
+        1000
+    """
     key = _check_key(key)
-    return RankingPopulation(_sampled_culture(key, n, m, dtype))
+    n = static_count(num_responses, "num_responses")
+    m = static_count(num_users, "num_users")
+    return RankingPopulation(_sampled_culture(key, n, m, float_dtype_arg(dtype)))
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
@@ -137,7 +149,13 @@ def _mallows_utilities(key, n, m, c, log_phi, dtype):
 
 
 def mallows_mixture(
-    key, num_responses, num_users, num_components=1, dispersion=0.5, *, dtype=None
+    key: PRNGKeyArray,
+    num_responses: int,
+    num_users: int,
+    num_components: int = 1,
+    dispersion: float | Float[Array, ""] = 0.5,
+    *,
+    dtype: DTypeLike | None = None,
 ) -> RankingPopulation:
     """Users sampled from a uniform mixture of Mallows models with random centres.
 
@@ -167,14 +185,19 @@ def mallows_mixture(
     n = static_count(num_responses, "num_responses")
     m = static_count(num_users, "num_users")
     c = static_count(num_components, "num_components")
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype_arg(dtype)
     _check_real(dispersion, "dispersion", 0.0, 1.0, low_open=True)
     log_phi = jnp.log(jnp.asarray(dispersion, dtype=dtype))
     return RankingPopulation(_mallows_utilities(key, n, m, c, log_phi, dtype))
 
 
 def plackett_luce_mixture(
-    key, num_responses, num_components, scale=1.0, *, dtype=None
+    key: PRNGKeyArray,
+    num_responses: int,
+    num_components: int,
+    scale: float | Float[Array, ""] = 1.0,
+    *,
+    dtype: DTypeLike | None = None,
 ) -> PlackettLucePopulation:
     """A mixture of Plackett–Luce user types with Gaussian log-weights.
 
@@ -198,7 +221,7 @@ def plackett_luce_mixture(
     key = _check_key(key)
     n = static_count(num_responses, "num_responses")
     c = static_count(num_components, "num_components")
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype_arg(dtype)
     _check_real(scale, "scale", 0.0, math.inf, high_open=True)
     k_s, k_w = jax.random.split(key)
     log_weights = jnp.asarray(scale, dtype) * jax.random.normal(k_s, (c, n), dtype)
@@ -207,8 +230,12 @@ def plackett_luce_mixture(
     return PlackettLucePopulation(log_weights, weights)
 
 
-def condorcet_instance(num_responses, delta, *, dtype=None) -> RankingPopulation:
-    """Response 0 beats every other response with probability exactly ``1/2 + delta`` (THEORY T3).
+def condorcet_instance(
+    num_responses: int, delta: float, *, dtype: DTypeLike | None = None
+) -> RankingPopulation:
+    """Response 0 beats every other response with probability exactly ``1/2 + delta`` (T3).
+
+    The instance of docs/theory.md §4, T3.
 
     One type of weight ``1/2 + delta`` ranks ``0, 1, ..., n-1``; the other ``n - 1`` types, of
     weight ``(1/2 - delta) / (n - 1)`` each, rank 0 last and ``1..n-1`` in the ``n - 1`` cyclic
@@ -229,7 +256,7 @@ def condorcet_instance(num_responses, delta, *, dtype=None) -> RankingPopulation
         ([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [1.0, 2.0, 3.0]], [0.6, 0.2, 0.2])
     """
     n = static_count(num_responses, "num_responses", minimum=2)
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype_arg(dtype)
     if not is_concrete(delta):
         raise ValueError("delta must be a concrete number (it is used to build the instance)")
     _check_real(delta, "delta", 0.0, 0.5, low_open=True)

@@ -123,10 +123,11 @@ def plot_convergence(
 ) -> Path:
     """A solve's progress: exploitability (last iterate and mixture), and regret, vs steps.
 
-    ``trace`` holds ``exploitability``, ``mixture_exploitability`` and ``regret`` over the steps
-    taken (``Solution.trace`` cut at ``num_steps``). The regret bound ``sqrt(T ln n / 2)`` of
-    docs/theory.md §4 (T5) is drawn only for ``method="hedge"`` run for ``horizon`` = T steps, the
-    one method it is proved for; other methods get no bound line.
+    ``trace`` holds ``exploitability``, ``mixture_exploitability`` and ``regret`` at the recorded
+    steps (``Solution.recorded_trace()``), with their step indices in ``step`` (default 1, 2, ...).
+    The regret bound ``sqrt(T ln n / 2)`` of docs/theory.md §4 (T5) is drawn only for
+    ``method="hedge"`` run for ``horizon`` = T steps, the one method it is proved for; other
+    methods get no bound line.
 
     Example:
         >>> import tempfile, pathlib
@@ -142,7 +143,7 @@ def plot_convergence(
     last = np.asarray(trace["exploitability"], dtype=float)
     mixed = np.asarray(trace["mixture_exploitability"], dtype=float)
     regret = np.asarray(trace["regret"], dtype=float)
-    steps = np.arange(1, last.size + 1)
+    steps = np.asarray(trace.get("step", np.arange(1, last.size + 1)), dtype=float)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120)
     for values, label in ((last, "last iterate"), (mixed, "mixture of iterates")):
         positive = values > 0

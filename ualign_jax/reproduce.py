@@ -1,10 +1,12 @@
-"""THEORY T1–T5 checked numerically: each claim returns its numbers and whether it held.
+"""docs/theory.md §4 (T1–T5) checked numerically: each claim returns its numbers and verdict.
 
 Used by ``ualign reproduce`` and by the test suite. Every check computes exact values (closed
 forms, exact robust win rates) on bundled or generated populations, in float64 where available.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +21,7 @@ from .generators import (
     plackett_luce_mixture,
 )
 from .metrics import exploitability, robust_win_rate
+from .populations import Population
 from .solve import METHODS, solve
 
 __all__ = ["check_theory", "CLAIMS"]
@@ -35,7 +38,7 @@ def _slack():
     return 1e-9 if jax.config.jax_enable_x64 else 2e-5
 
 
-def t1_populations():
+def t1_populations() -> dict[str, Population]:
     dtype = _dtype()
     pops = {name: load_dataset(name, dtype=dtype) for name in DATASETS}
     pops["mallows"] = mallows_mixture(jax.random.key(1), 8, 300, 3, 0.5, dtype=dtype)
@@ -43,7 +46,7 @@ def t1_populations():
     return pops
 
 
-def t1_achievability(ks=KS) -> dict:
+def t1_achievability(ks: tuple[int, ...] = KS) -> dict:
     """T1: the solution's robust win rate is at least ``k/(k+1) − 1e-4`` everywhere."""
     worst = (np.inf, "", 0)
     for name, pop in t1_populations().items():
@@ -59,7 +62,7 @@ def t1_achievability(ks=KS) -> dict:
     }
 
 
-def t2_optimality(n: int = 5, ks=(2, 4)) -> dict:
+def t2_optimality(n: int = 5, ks: tuple[int, ...] = (2, 4)) -> dict:
     """T2: on impartial culture the uniform policy is an equilibrium, and nothing beats the cap."""
     pop = impartial_culture(n, dtype=_dtype())
     uniform = jnp.full(n, 1.0 / n, _dtype())
@@ -79,7 +82,7 @@ def t2_optimality(n: int = 5, ks=(2, 4)) -> dict:
     }
 
 
-def t3_nlhf_collapse(delta: float = 0.1, ks=(2, 4, 8)) -> dict:
+def t3_nlhf_collapse(delta: float = 0.1, ks: tuple[int, ...] = (2, 4, 8)) -> dict:
     """T3: NLHF returns the Condorcet winner; sampled k times it stays at 1/2 + δ."""
     pop = condorcet_instance(4, delta, dtype=_dtype())
     p = nlhf(pop)
@@ -98,7 +101,7 @@ def t3_nlhf_collapse(delta: float = 0.1, ks=(2, 4, 8)) -> dict:
     }
 
 
-def t4_multi_output(ks=(4, 8), ells=(2, 3)) -> dict:
+def t4_multi_output(ks: tuple[int, ...] = (4, 8), ells: tuple[int, ...] = (2, 3)) -> dict:
     """T4: against ℓ-output opponents the equilibrium keeps ``1 − ℓ/(k+1)``; gap to ``k/(k+ℓ)``."""
     pop = load_dataset("sushi", dtype=_dtype())
     rows, margin = [], np.inf
@@ -116,7 +119,7 @@ def t4_multi_output(ks=(4, 8), ells=(2, 3)) -> dict:
     }
 
 
-def t5_regret(k: int = 4, horizons=(10, 100, 2000)) -> dict:
+def t5_regret(k: int = 4, horizons: tuple[int, ...] = (10, 100, 2000)) -> dict:
     """T5: Hedge tuned to horizon T keeps ``Reg_t <= sqrt(T ln n / 2)`` for every ``t <= T``.
 
     (``ln n / η + η t / 8`` with ``η = sqrt(8 ln n / T)`` is at most the bound at ``t = T``.) The
@@ -148,7 +151,7 @@ def t5_regret(k: int = 4, horizons=(10, 100, 2000)) -> dict:
 CLAIMS = (t1_achievability, t2_optimality, t3_nlhf_collapse, t4_multi_output, t5_regret)
 
 
-def check_theory(progress=None) -> list[dict]:
+def check_theory(progress: Callable[[str], object] | None = None) -> list[dict]:
     """Run T1–T5; ``progress(note)`` is called after each claim."""
     rows = []
     for claim in CLAIMS:

@@ -17,38 +17,20 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float, Int32
 
 from ._linalg import dot
-from ._validation import static_count
+from ._validation import is_concrete, static_count
 from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
-from .dynamics import (
-    anytime_hedge_rate,
-    extragradient,
-    hedge,
-    hedge_rate,
-    kl_regularised,
-    logit_gradient,
-    optimistic_gradient,
-    optimistic_hedge,
-    regret_matching_plus,
-)
+from .dynamics import NAMED, Dynamics, kl_regularised, named
 from .payoffs import check_population, jit_over_prompts, map_prompts, single_policy_payoffs
 from .policies import ProductMixture, unchecked_mixture
+from .populations import Population
 
 __all__ = ["solve", "Solution", "Trace", "METHODS", "OUTCOMES", "DEFAULT_METHOD"]
 
-#: Method names accepted by :func:`solve`.
-METHODS = (
-    "optimistic_gradient",
-    "extragradient",
-    "extragradient_entropy",
-    "hedge",
-    "anytime_hedge",
-    "optimistic_hedge",
-    "regret_matching_plus",
-    "logit_gradient",
-)
+#: Method names accepted by :func:`solve` (shortcuts for the dynamics in ``dynamics.NAMED``).
+METHODS = tuple(NAMED)
 #: The fastest reliable method measured: adaptive optimistic gradient, one payoff evaluation a
 #: step; its last iterate reached exploitability 1e-7 within 2-72 steps on every bundled data set
 #: and on Mallows / Plackett–Luce mixtures for k in 1..16 (float64; adaptive extragradient took
@@ -61,93 +43,131 @@ DEFAULT_METHOD = "optimistic_gradient"
 OUTCOMES = ("successful", "max_steps_reached", "nonfinite")
 #: Iterates kept in ``Solution.mixture`` at most; longer runs keep every ``ceil(T / this)``-th.
 DEFAULT_MIXTURE_SIZE = 4096
+#: Steps recorded in ``Solution.trace`` at most; longer runs record every ``ceil(T / this)``-th.
+DEFAULT_TRACE_SIZE = 4096
 #: Steps between checkpoints when ``solve`` is given a checkpoint path.
 DEFAULT_CHECKPOINT_EVERY = 1000
 
 
 class Trace(NamedTuple):
-    """Per-step diagnostics, ``[..., steps]`` (entries past ``num_steps`` repeat the last one).
+    """Diagnostics of recorded steps, ``[..., S]`` with ``S <= trace_size`` slots.
 
-    ``regret``: external regret ``max_y Σ_s g_s(y) − Σ_s <π_s, g_s>``; ``bound``:
-    ``sqrt(t ln n / 2)`` (at ``t = T`` the Hedge bound, which then holds for every ``t <= T``);
-    ``exploitability``: ``ε_k(π_t)`` of the played iterate;
-    ``mixture_exploitability``: ``k/(k+1) − R_{k,1}`` of the uniform mixture of ``π_1..π_t``.
+    A run of ``T`` steps records every step when ``T <= trace_size``. Otherwise the first
+    ``D = trace_size // 2`` steps are recorded one by one (a run stopped early at ``tol`` keeps
+    its whole path) and the rest in blocks of ``stride = ceil((T − D) / (trace_size − D))``
+    steps, each slot holding its block's last step. The run's last step is always recorded;
+    slots past it repeat it, so ``[..., -1]`` is the final value and ``step`` says which step
+    each slot holds (:meth:`Solution.recorded_trace` drops the repeats).
+
+    ``step``: the 1-based step each slot records; ``regret``: external regret
+    ``max_y Σ_s g_s(y) − Σ_s <π_s, g_s>``; ``bound``: ``sqrt(t ln n / 2)`` (at ``t = T`` the
+    Hedge bound, which then holds for every ``t <= T``); ``exploitability``: ``ε_k(π_t)`` of the
+    played iterate; ``mixture_exploitability``: ``k/(k+1) − R_{k,1}`` of the uniform mixture of
+    ``π_1..π_t``.
     """
 
-    regret: Float[Array, "*batch T"]
-    bound: Float[Array, "*batch T"]
-    exploitability: Float[Array, "*batch T"]
-    mixture_exploitability: Float[Array, "*batch T"]
+    step: Int32[Array, "*batch S"]
+    regret: Float[Array, "*batch S"]
+    bound: Float[Array, "*batch S"]
+    exploitability: Float[Array, "*batch S"]
+    mixture_exploitability: Float[Array, "*batch S"]
 
 
 class Solution(eqx.Module):
     """Result of :func:`solve`.
 
     Attributes:
-        policy: ``[..., n]`` the last iterate at which payoffs were evaluated.
+        policy: ``[..., n]`` the last iterate at which payoffs were evaluated; differentiable
+            w.r.t. the population's floating leaves by implicit differentiation at the
+            equilibrium (docs/theory.md §9).
         mixture: ``ProductMixture`` of the evaluated iterates (uniform weights; strided past
-            ``mixture_size``).
-        trace: a :class:`Trace`.
-        num_steps: ``[...]`` steps taken.
-        outcome: ``[...]`` index into ``OUTCOMES``.
+            ``mixture_size``); a constant for autodiff.
+        trace: a :class:`Trace` (bounded by ``trace_size``); a constant for autodiff.
+        num_steps: ``[...]`` steps taken (int32).
+        outcome: ``[...]`` index into ``OUTCOMES`` (int32).
+        method: the dynamic that ran, by name (e.g. ``"optimistic_gradient(eta=1, growth=1.2)"``).
     """
 
     policy: Float[Array, "*batch n"]
     mixture: ProductMixture
     trace: Trace
-    num_steps: Int[Array, "*batch"]
-    outcome: Int[Array, "*batch"]
+    num_steps: Int32[Array, "*batch"]
+    outcome: Int32[Array, "*batch"]
+    method: str = eqx.field(static=True, default="custom")
 
     @property
-    def outcome_name(self):
-        """The outcome as a name (a flat list of names, row-major, for a batch of prompts)."""
-        codes = jnp.asarray(self.outcome)
-        if codes.ndim == 0:
-            return OUTCOMES[int(codes)]
-        return [OUTCOMES[int(c)] for c in codes.reshape(-1)]
+    def outcome_name(self) -> np.ndarray:
+        """The outcome as a NumPy string array of the batch shape (0-d for one prompt).
+
+        Host-side only: inside ``jit`` use the int32 codes ``outcome`` (indices into
+        ``OUTCOMES``); this raises a ``ValueError`` saying so.
+        """
+        if not is_concrete(self.outcome):
+            raise ValueError(
+                "outcome_name needs concrete values; inside jit use Solution.outcome, int32 "
+                "codes into ualign_jax.OUTCOMES"
+            )
+        return np.asarray(np.asarray(OUTCOMES)[np.asarray(self.outcome)])
+
+    def recorded_trace(self) -> dict[str, np.ndarray]:
+        """The trace's recorded slots only, as NumPy arrays (host side; for writing to disk).
+
+        For a batch of prompts, the slots up to the longest run's last one (shorter runs repeat
+        their last value). ``"step"`` gives the step index of each slot.
+        """
+        strides = np.asarray(self.trace.step)
+        used = int(np.max(np.argmax(strides == strides[..., -1:], axis=-1))) + 1
+        return {name: np.asarray(value)[..., :used] for name, value in self.trace._asdict().items()}
 
 
-def make_dynamics(method: str, num_responses: int, steps: int, eta: float | None):
-    """The dynamic for ``method`` with its default step size."""
-    if method == "hedge":
-        return hedge(eta if eta is not None else hedge_rate(num_responses, steps))
-    if method == "anytime_hedge":
-        return hedge(anytime_hedge_rate(num_responses) if eta is None else eta)
-    if method == "optimistic_hedge":
-        return optimistic_hedge(eta if eta is not None else 2.0)
-    if method == "optimistic_gradient":
-        return optimistic_gradient(eta if eta is not None else 1.0)
-    if method == "extragradient":
-        return extragradient(eta if eta is not None else 1.0)
-    if method == "extragradient_entropy":
-        return extragradient(eta if eta is not None else 1.0, geometry="entropy")
-    if method == "regret_matching_plus":
-        return regret_matching_plus()
-    import optax  # noqa: PLC0415
-
-    return logit_gradient(optax.sgd(eta if eta is not None else 10.0))
+def _as_dynamics(method) -> Dynamics | str:
+    """``method`` as a name in ``METHODS`` or a :class:`Dynamics`, else ``ValueError``."""
+    if isinstance(method, str):
+        if method not in METHODS:
+            raise ValueError(f"method {method!r} is unknown; choose from {', '.join(METHODS)}")
+        return method
+    if isinstance(method, Dynamics):
+        return method
+    if isinstance(method, tuple) and len(method) == 2 and all(map(callable, method)):
+        return Dynamics(*method)
+    if callable(getattr(method, "init", None)) and callable(getattr(method, "step", None)):
+        return Dynamics(method.init, method.step, str(getattr(method, "name", "custom")))
+    raise ValueError(
+        f"method must be one of {', '.join(METHODS)} or a Dynamics (an (init, step) pair), "
+        f"got {type(method).__name__}"
+    )
 
 
 class RunConfig(NamedTuple):
     """The static configuration of one run (hashable: it keys the compiled program)."""
 
     k: int
-    method: str
+    method: str | Dynamics
     steps: int
     tol: float | None
     eta: float | None
     tau: float
     stride: int
+    trace_dense: int
+    trace_stride: int
+
+    def dynamics(self, num_responses: int) -> Dynamics:
+        """The dynamic this run steps (a named one built for ``n`` and ``steps``)."""
+        if isinstance(self.method, str):
+            dynamics = named(self.method, num_responses, self.steps, self.eta)
+        else:
+            dynamics = self.method
+        return kl_regularised(dynamics, self.tau) if self.tau else dynamics
 
 
 class RunState(NamedTuple):
     """Everything a run carries from one step to the next (one prompt); checkpoints save it.
 
-    ``trace`` holds ``[steps]`` buffers filled up to ``step``; ``kept`` every ``stride``-th
+    ``trace`` holds the recorded slots filled up to ``step``; ``kept`` every ``stride``-th
     played iterate; ``done`` whether the played iterate reached ``tol``.
     """
 
-    step: Int[Array, ""]
+    step: Int32[Array, ""]
     dynamics: Any
     total_payoff: Float[Array, " n"]
     total_value: Float[Array, ""]
@@ -157,19 +177,35 @@ class RunState(NamedTuple):
     done: Bool[Array, ""]
 
 
-def _dynamics_for(pop, config: RunConfig):
-    dynamics = make_dynamics(config.method, pop.num_responses, config.steps, config.eta)
-    return kl_regularised(dynamics, config.tau) if config.tau else dynamics
+def _trace_slot(t, config: RunConfig):
+    """The trace slot of step ``t`` (1-based): one slot per step up to ``trace_dense``, then one
+    per block of ``trace_stride`` steps."""
+    dense = config.trace_dense
+    return jnp.where(t <= dense, t - 1, dense + (t - dense - 1) // config.trace_stride)
+
+
+def _trace_slots(config: RunConfig) -> int:
+    rest = config.steps - config.trace_dense
+    return config.trace_dense + -(-rest // config.trace_stride)
+
+
+def _trace_layout(steps: int, trace_size: int) -> tuple[int, int]:
+    """``(trace_dense, trace_stride)`` for a run of ``steps`` under a budget of ``trace_size``."""
+    if steps <= trace_size:
+        return steps, 1
+    dense = trace_size // 2
+    return dense, -(-(steps - dense) // (trace_size - dense))
 
 
 def _init_one(pop, *, config: RunConfig) -> RunState:
     n, dtype = pop.num_responses, pop.dtype
     uniform = jnp.full((n,), 1.0 / n, dtype)
     slots = -(-config.steps // config.stride)
-    buffers = Trace(*(jnp.zeros(config.steps, dtype) for _ in Trace._fields))
+    size = _trace_slots(config)
+    buffers = Trace(jnp.zeros(size, jnp.int32), *(jnp.zeros(size, dtype) for _ in range(4)))
     return RunState(
         step=jnp.asarray(0, jnp.int32),
-        dynamics=_dynamics_for(pop, config).init(uniform),
+        dynamics=config.dynamics(n).init(uniform),
         total_payoff=jnp.zeros(n, dtype),
         total_value=jnp.zeros((), dtype),
         kept=jnp.zeros((slots, n), dtype),
@@ -180,15 +216,16 @@ def _init_one(pop, *, config: RunConfig) -> RunState:
 
 
 def _advance_one(pop, state: RunState, *, config: RunConfig, length: int) -> RunState:
-    """``length`` more steps (one ``lax.scan``); with ``tol``, fewer once it is reached."""
-    dynamics = _dynamics_for(pop, config)
+    """``length`` more steps in one loop; with ``tol``, fewer once it is reached."""
+    dynamics = config.dynamics(pop.num_responses)
     target = 1.0 / (config.k + 1)
     log_n = math.log(max(pop.num_responses, 2))
 
     def payoff_fn(policy):
         return single_policy_payoffs(pop, policy, config.k)
 
-    def advance(state: RunState, t):
+    def advance(state: RunState) -> RunState:
+        t = state.step + 1
         inner, played, g = dynamics.step(state.dynamics, payoff_fn, t)
         total_payoff = state.total_payoff + g
         total_value = state.total_value + dot(played, g)
@@ -197,60 +234,49 @@ def _advance_one(pop, state: RunState, *, config: RunConfig, length: int) -> Run
         keep = jnp.where((t - 1) % config.stride == 0, played, state.kept[slot])
         t_float = t.astype(played.dtype)
         record = Trace(
+            step=t,
             regret=best - total_value,
             bound=jnp.sqrt(t_float * log_n / 2),
             exploitability=jnp.max(g) - target,
             mixture_exploitability=best / t_float - target,
         )
+        # Slot i keeps the last step of its block: the run's final step is always recorded.
+        at = _trace_slot(t, config)
+        trace = jax.tree.map(lambda buffer, value: buffer.at[at].set(value), state.trace, record)
         done = False if config.tol is None else (record.exploitability <= config.tol)
         done = done & _on_simplex(played)
-        state = state._replace(
+        return state._replace(
             step=t,
             dynamics=inner,
             total_payoff=total_payoff,
             total_value=total_value,
             kept=state.kept.at[slot].set(keep),
+            trace=trace,
             last=played,
             done=jnp.asarray(done),
         )
-        return state, record
 
-    start = state.step
-    if config.tol is None:
-        times = start + jnp.arange(1, length + 1, dtype=start.dtype)
-        state, records = jax.lax.scan(advance, state, times)
-        trace = jax.tree.map(
-            lambda buffer, new: jax.lax.dynamic_update_slice_in_dim(buffer, new, start, 0),
-            state.trace,
-            records,
-        )
-        return state._replace(trace=trace)
-
-    def cond(state: RunState):
-        return (state.step < start + length) & ~state.done
-
-    def body(state: RunState):
-        index = state.step
-        state, record = advance(state, index + 1)
-        trace = jax.tree.map(lambda b, v: b.at[index].set(v), state.trace, record)
-        return state._replace(trace=trace)
-
-    return jax.lax.while_loop(cond, body, state)
+    if config.tol is None:  # a fixed trip count: a scan without per-step outputs
+        return jax.lax.fori_loop(0, length, lambda _, s: advance(s), state)
+    until = state.step + length
+    return jax.lax.while_loop(lambda s: (s.step < until) & ~s.done, advance, state)
 
 
 def _finish_one(pop, state: RunState, *, config: RunConfig):
     """The run's outputs: last iterate, kept iterates and weights, trace, steps, outcome."""
+    del pop
     num_steps = state.step
-    index = jnp.arange(config.steps, dtype=num_steps.dtype)
-    trace = Trace(*(jnp.where(index < num_steps, b, b[num_steps - 1]) for b in state.trace))
+    used = _trace_slot(num_steps, config) + 1
+    index = jnp.arange(_trace_slots(config), dtype=num_steps.dtype)
+    trace = Trace(*(jnp.where(index < used, b, b[used - 1]) for b in state.trace))
     slots = state.kept.shape[0]
-    used = jnp.minimum(-(-num_steps // config.stride), slots)
-    weights = jnp.where(jnp.arange(slots, dtype=used.dtype) < used, 1.0, 0.0).astype(
+    kept = jnp.minimum(-(-num_steps // config.stride), slots)
+    weights = jnp.where(jnp.arange(slots, dtype=kept.dtype) < kept, 1.0, 0.0).astype(
         state.kept.dtype
     )
     reached = jnp.asarray(True) if config.tol is None else state.done
     finite = _on_simplex(state.last) & jnp.all(jnp.isfinite(trace.regret))
-    outcome = jnp.where(finite, jnp.where(reached, 0, 1), 2)
+    outcome = jnp.where(finite, jnp.where(reached, 0, 1), 2).astype(jnp.int32)
     return state.last, state.kept, weights / jnp.sum(weights), trace, num_steps, outcome
 
 
@@ -270,7 +296,7 @@ def _solve_one(pop, *, config: RunConfig):
 def _solve_in_segments(pop, config: RunConfig, checkpoint, every: int | None):
     """The run in segments of ``every`` steps, the state saved after each (resumed if saved)."""
     every = every or DEFAULT_CHECKPOINT_EVERY
-    metadata = {"config": config._asdict(), "population": fingerprint(pop), "format": 1}
+    metadata = {"config": config._asdict(), "population": fingerprint(pop), "format": 2}
     state = _map_run(_init_one, pop, config=config)
     if Path(checkpoint).exists():
         state = load_checkpoint(
@@ -304,6 +330,87 @@ def _check_saved(state: RunState, config: RunConfig) -> None:
         raise ValueError("the kept iterates are not probability vectors (or unused slots not 0)")
 
 
+# --------------------------------------------------------------------------- implicit gradient
+
+
+def _constant(tree):
+    """``tree`` with its array leaves cut from autodiff (other leaves unchanged)."""
+    return jax.tree.map(lambda x: jax.lax.stop_gradient(x) if eqx.is_array(x) else x, tree)
+
+
+def _field(pop, policy, k: int, tau: float):
+    """The equilibrium's payoff field ``u_k(·, π) − τ log(n π)`` (docs/theory.md §9)."""
+    g = single_policy_payoffs(pop, policy, k)
+    if not tau:
+        return g
+    tiny = jnp.finfo(policy.dtype).tiny
+    return g - tau * (jnp.log(jnp.maximum(policy, tiny)) + math.log(policy.shape[-1]))
+
+
+@eqx.filter_custom_vjp
+def _equilibrium(pop, policy, k, tau):
+    """``policy`` unchanged; its VJP is that of the equilibrium map ``θ ↦ π*(θ)``."""
+    del pop, k, tau
+    return policy
+
+
+@_equilibrium.def_fwd
+def _equilibrium_fwd(perturbed, pop, policy, k, tau):
+    del perturbed, pop, k, tau
+    return policy, None
+
+
+@_equilibrium.def_bwd
+def _equilibrium_bwd(residuals, cotangent, perturbed, pop, policy, k, tau):
+    """Implicit function theorem on the KKT system of the equilibrium's support ``S``.
+
+    Unknowns ``(π, v)``: ``F_y = field_y(π; θ) − v`` for ``y ∈ S``, ``F_y = π_y`` for
+    ``y ∉ S``, ``F_{n} = Σ_y π_y − 1``. With ``A = ∂F/∂(π, v)`` and ``λ`` solving
+    ``Aᵀ λ = (w, 0)`` for the cotangent ``w``, the parameter cotangent is
+    ``−∂_θ <λ_S, field_S(π; θ)>``. ``A`` is solved by least squares (the minimum-norm answer
+    where the equilibrium is degenerate), so the gradient is always finite.
+    """
+    del residuals
+    n, dtype = policy.shape[-1], policy.dtype
+    pop = _constant(pop)
+    policy = jax.lax.stop_gradient(policy)
+    g = _field(pop, policy, k, tau)
+    # The support: the responses within δ of the best payoff (at an exact equilibrium with
+    # strict complementarity, exactly those played). δ covers the iterate's own exploitability.
+    epsilon = jnp.max(g) - dot(policy, g)
+    delta = 10 * jnp.abs(epsilon) + math.sqrt(float(jnp.finfo(dtype).eps))
+    support = (g >= jnp.max(g) - delta).astype(dtype)
+    jacobian = jax.jacfwd(lambda p: _field(pop, p, k, tau))(policy)
+    top = jnp.concatenate(
+        [
+            support[:, None] * jacobian * support[None, :] + jnp.diag(1 - support),
+            -support[:, None],
+        ],
+        axis=1,
+    )
+    bottom = jnp.concatenate([support, jnp.zeros(1, dtype)])[None, :]
+    system = jnp.concatenate([top, bottom], axis=0)
+    rhs = jnp.concatenate([jnp.asarray(cotangent, dtype), jnp.zeros(1, dtype)])
+    multipliers = jnp.linalg.lstsq(system.T, rhs)[0][:n] * support
+
+    def weighted(pop_diff):
+        pop_full = eqx.combine(pop_diff, pop_rest)
+        return -dot(multipliers, _field(pop_full, policy, k, tau))
+
+    pop_diff, pop_rest = eqx.partition(pop, eqx.is_inexact_array)
+    grads = jax.grad(weighted)(pop_diff)
+    return jax.tree.map(
+        lambda grad, wanted: grad if wanted else None,
+        grads,
+        perturbed,
+        is_leaf=lambda x: x is None,
+    )
+
+
+def _implicit_one(pop, policy, *, k: int, tau: float):
+    return _equilibrium(pop, policy, k, tau)
+
+
 def _is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -323,15 +430,16 @@ def _segments(first: int, steps: int, every: int) -> list[int]:
 
 
 def solve(
-    pop,
-    k,
-    method: str = DEFAULT_METHOD,
+    pop: Population,
+    k: int,
+    method: str | Dynamics = DEFAULT_METHOD,
     steps: int = 2000,
     tol: float | None = None,
     *,
     eta: float | None = None,
     tau: float = 0.0,
     mixture_size: int = DEFAULT_MIXTURE_SIZE,
+    trace_size: int = DEFAULT_TRACE_SIZE,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
 ) -> Solution:
@@ -340,45 +448,62 @@ def solve(
     Args:
         pop: a ranking, Plackett–Luce or dense population, optionally with prompt axes.
         k: responses per prompt (opponent draws in the payoff ``u_k``).
-        method: one of ``METHODS``; ``"hedge"`` uses ``η = sqrt(8 ln n / steps)`` (THEORY T5).
+        method: a name in ``METHODS`` (``"hedge"`` uses ``η = sqrt(8 ln n / steps)``,
+            docs/theory.md §4 T5) or any :class:`~ualign_jax.Dynamics`: a factory's or
+            wrapper's result (``hedge(0.3)``, ``optimistic(...)``, ``averaged(...)``,
+            ``kl_regularised(...)``) or a user's own ``(init, step)`` pair. A Dynamics object
+            keys the compiled program by identity: reuse one object to avoid recompiling.
         steps: the horizon ``T`` (with ``tol``, the most steps taken).
         tol: stop once the played iterate's exploitability is at most ``tol``.
-        eta: step size (default: the method's own).
+        eta: step size of a named method (default: the method's own); a Dynamics carries its own.
         tau: KL regularisation towards the uniform policy (0 = the game itself).
         mixture_size: iterates kept in ``Solution.mixture`` at most (bounded memory).
+        trace_size: steps recorded in ``Solution.trace`` at most (bounded memory; strided).
         checkpoint: a ``.npz`` path: the run's state is saved there atomically every
             ``checkpoint_every`` steps (default 1000); if the file exists, the run resumes from it
             (it must come from the same call on the same data) and ends where an uninterrupted
-            run ends.
+            run ends. Needs ``method`` by name (a Dynamics object's closures have no identity
+            that survives the process, so the checkpoint could not be matched to the run).
         checkpoint_every: steps between checkpoints (each segment is one jitted loop).
 
     Returns:
         A :class:`Solution`; ``robust_win_rate(pop, sol.policy, k) >= k/(k+1) − ε`` with
-        ``ε = sol.trace.exploitability[-1]`` (T1).
+        ``ε = sol.trace.exploitability[-1]`` (T1). ``jax.grad`` through ``sol.policy`` is the
+        derivative of the equilibrium (implicit differentiation, docs/theory.md §9), whatever
+        the method.
 
     Example:
-        >>> from ualign_jax import RankingPopulation
+        >>> from ualign_jax import RankingPopulation, hedge
         >>> pop = RankingPopulation(jnp.array([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]]))
         >>> sol = solve(pop, 2, tol=1e-6)
-        >>> sol.outcome_name, bool(sol.trace.exploitability[-1] <= 1e-6)
+        >>> str(sol.outcome_name), bool(sol.trace.exploitability[-1] <= 1e-6)
         ('successful', True)
+        >>> solve(pop, 2, method=hedge(0.3), steps=10).method
+        'hedge(eta=0.3)'
     """
     check_population(pop)
     k = static_count(k, "k")
     steps = static_count(steps, "steps")
     mixture_size = static_count(mixture_size, "mixture_size")
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} is unknown; choose from {', '.join(METHODS)}")
+    trace_size = static_count(trace_size, "trace_size")
+    method = _as_dynamics(method)
     if tol is not None and not (_is_real(tol) and tol > 0 and math.isfinite(tol)):
         raise ValueError(f"tol must be a positive number or None, got {tol!r}")
     if eta is not None and not (_is_real(eta) and eta > 0 and math.isfinite(eta)):
         raise ValueError(f"eta must be a positive number, got {eta!r}")
+    if eta is not None and not isinstance(method, str):
+        raise ValueError("eta applies to a method given by name; a Dynamics carries its own")
     if not (_is_real(tau) and tau >= 0 and math.isfinite(tau)):
         raise ValueError(f"tau must be a nonnegative number, got {tau!r}")
     if checkpoint_every is not None:
         checkpoint_every = static_count(checkpoint_every, "checkpoint_every")
         if checkpoint is None:
             raise ValueError("checkpoint_every needs checkpoint (a file path) as well")
+    if checkpoint is not None and not isinstance(method, str):
+        raise ValueError(
+            "checkpoint needs method given by name (one of METHODS): a Dynamics object cannot "
+            "be identified across processes, so a saved run could not be matched to it"
+        )
     config = RunConfig(
         k=k,
         method=method,
@@ -387,10 +512,16 @@ def solve(
         eta=None if eta is None else float(eta),
         tau=float(tau),
         stride=-(-steps // mixture_size),
+        **dict(zip(("trace_dense", "trace_stride"), _trace_layout(steps, trace_size), strict=True)),
     )
+    # The loop sees constants: gradients come from the implicit layer below, not the path.
+    frozen = _constant(pop)
     if checkpoint is None:  # one jitted program, no host round trips (solve stays jit-able)
-        outputs = map_prompts(_solve_one, pop, config=config)
+        outputs = map_prompts(_solve_one, frozen, config=config)
     else:
-        outputs = _solve_in_segments(pop, config, checkpoint, checkpoint_every)
+        outputs = _solve_in_segments(frozen, config, checkpoint, checkpoint_every)
     last, kept, weights, trace, steps_taken, outcome = outputs
-    return Solution(last, unchecked_mixture(kept, weights), trace, steps_taken, outcome)
+    policy = _map_run(_implicit_one, pop, last, k=k, tau=config.tau)
+    mixture = unchecked_mixture(kept, weights)
+    name = config.dynamics(pop.num_responses).name
+    return Solution(policy, mixture, trace, steps_taken, outcome, name)
