@@ -48,12 +48,13 @@ SCRATCH_FIXED_BYTES = 4096
 
 
 @pytest.mark.parametrize("engine", ["pairwise", "scan", "plackett_luce"])
-def test_chunked_users_bound_the_scratch_memory(engine, force_ranking_engine):
+def test_chunked_users_bound_the_scratch_memory(engine):
     n, chunk = 16, 256
     rng = np.random.default_rng(0)
-    if engine != "plackett_luce":
-        force_ranking_engine(engine)
-    make = ua.PlackettLucePopulation if engine == "plackett_luce" else ua.RankingPopulation
+    if engine == "plackett_luce":
+        make = ua.PlackettLucePopulation
+    else:
+        make = lambda table: ua.RankingPopulation(table, engine=engine)
     small, large = (make(rng.random((m, n)).astype(np.float32)) for m in (1024, 8192))
     chunked = [temporary_bytes(p.with_user_chunk(chunk)) for p in (small, large)]
     whole = [temporary_bytes(p.with_user_chunk(p.num_users)) for p in (small, large)]

@@ -32,7 +32,7 @@ from .dynamics import (
     optimistic_hedge,
     regret_matching_plus,
 )
-from .payoffs import check_population, jit_over_prompts, map_prompts, single_policy_payoffs
+from .payoffs import check_population, jit_over_prompts, map_prompts, payoff_function
 from .policies import ProductMixture, unchecked_mixture
 
 __all__ = ["solve", "Solution", "Trace", "METHODS", "OUTCOMES", "DEFAULT_METHOD"]
@@ -184,8 +184,7 @@ def _advance_one(pop, state: RunState, *, config: RunConfig, length: int) -> Run
     target = 1.0 / (config.k + 1)
     log_n = math.log(max(pop.num_responses, 2))
 
-    def payoff_fn(policy):
-        return single_policy_payoffs(pop, policy, config.k)
+    payoff_fn = payoff_function(pop, config.k)  # population-only work (a sort) done once, here
 
     def advance(state: RunState, t):
         inner, played, g = dynamics.step(state.dynamics, payoff_fn, t)
