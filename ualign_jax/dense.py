@@ -115,7 +115,7 @@ class DenseGame(Population):
 
     def count_table(self, counts, multisets, k: int):
         self.check_players(k + 1)
-        return self.win_tensor[(slice(None), *np.asarray(multisets).T)]
+        return self.win_tensor[(slice(None), *jnp.asarray(multisets).T)]
 
     def expected_picks(self, key, pools):
         self.check_players(pools.shape[-1], "the pool size")

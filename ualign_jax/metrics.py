@@ -186,7 +186,7 @@ def _greedy_opponent(pop, mixture: ProductMixture, k: int, ell: int):
     dtype = policies.dtype
     init, add, shares = pop.greedy_parts(policies, k, ell)
     alphas = mixture.weights.astype(dtype)
-    weights = pop.weights.astype(dtype)
+    weights = pop.user_weights.astype(dtype)
 
     def average(shares):  # [T, m] -> Σ_t α_t Σ_i w_i shares[t, i]
         return dot(alphas, jax.vmap(lambda share: user_average(weights, share))(shares))

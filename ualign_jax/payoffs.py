@@ -295,8 +295,8 @@ def monte_carlo_payoffs(key, pop, policy, k, num_samples: int = 4096):
     Example:
         >>> pop = RankingPopulation([[1.0, 0.0]])
         >>> mean, err = monte_carlo_payoffs(jax.random.key(0), pop, jnp.array([0.5, 0.5]), 1)
-        >>> [round(float(v), 1) for v in mean]
-        [0.8, 0.2]
+        >>> mean.shape, bool(jnp.all(jnp.abs(mean - jnp.array([0.75, 0.25])) < 5 * err))
+        ((2,), True)
     """
     if isinstance(key, Population):
         raise ValueError(

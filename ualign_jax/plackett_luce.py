@@ -93,9 +93,11 @@ class PlackettLucePopulation(UserTable):
             ``exp(-max_spread)`` relative to the user's best), never NaN.
 
     Example:
-        >>> pop = PlackettLucePopulation([[0.0, 1.0], [1.0, 0.0]])
+        >>> pop = PlackettLucePopulation(jnp.array([[0.0, 1.0], [1.0, 0.0]], jnp.float32))
         >>> pop.num_responses, pop.quadrature_nodes
         (2, 256)
+        >>> PlackettLucePopulation(jnp.zeros((2, 2), jnp.float64), max_spread=60).quadrature_nodes
+        256
     """
 
     table_field: ClassVar[str] = "log_weights"
@@ -136,7 +138,8 @@ class PlackettLucePopulation(UserTable):
         return jax.nn.softmax(self.log_weights[..., pool], axis=-1)
 
     def payoff_function(self, k):
-        return lambda policy: _pl_payoffs(self, policy, k)
+        total = jnp.sum(self.weights)  # normalised again: a pytree operation may rescale them
+        return lambda policy: _pl_payoffs(self, policy, k) / total.astype(policy.dtype)
 
     def win_factors(self, num_players: int):
         """``W_0/(W_0 + ΣW_j) = ∫ W_0 e^{-W_0 t} Π e^{-W_j t} dt`` on the log-time grid."""
@@ -148,7 +151,7 @@ class PlackettLucePopulation(UserTable):
             return grid.weights[:, None] * w[None, :] * decay, decay
 
         coef, decay = jax.vmap(one_user)(self.scaled_weights())
-        coef = coef * self.weights[:, None, None]
+        coef = coef * self.user_weights[:, None, None]
         m, num_nodes, n = decay.shape
         base = jnp.broadcast_to(decay[:, :, None, :], (m, num_nodes, n, n))
         return coef.reshape(-1, n), base.reshape(-1, n, n)
@@ -165,7 +168,7 @@ class PlackettLucePopulation(UserTable):
             return pl_position_integrals(w, grid, field)
 
         per_user = jax.vmap(one_user)(self.scaled_weights(own.dtype))
-        return user_average(self.weights.astype(own.dtype), per_user)
+        return user_average(self.user_weights.astype(own.dtype), per_user)
 
     def set_wins(self, policy, k: int, sets):
         size = sets.shape[1]
@@ -179,7 +182,7 @@ class PlackettLucePopulation(UserTable):
             )
 
         per_user = jax.vmap(one_user)(self.scaled_weights(policy.dtype))
-        return user_average(self.weights.astype(policy.dtype), per_user)
+        return user_average(self.user_weights.astype(policy.dtype), per_user)
 
     def greedy_parts(self, policies, k: int, ell: int):
         """A set of total weight ``S`` is picked with ``S ∫ e^{-S t} M(t)^k dt``; the summary

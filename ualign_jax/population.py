@@ -246,6 +246,17 @@ class UserTable(Population):
     def num_responses(self) -> int:
         return self.table.shape[-1]
 
+    @property
+    def user_weights(self) -> Float[Array, "*batch m"]:
+        """``weights`` normalised to sum 1 (again, here: a pytree operation may have rescaled
+        them). Computations use these, so ``jax.tree.map(lambda x: 2 * x, pop)`` is the
+        population ``type(pop)(2 * table, 2 * weights)`` builds."""
+        return self.weights / jnp.sum(self.weights, axis=-1, keepdims=True)
+
+    def normalised(self):
+        """The same population with :attr:`user_weights` as its weights."""
+        return eqx.tree_at(lambda p: p.weights, self, self.user_weights)
+
     def with_user_chunk(self, user_chunk: int | None):
         """The same population, its payoffs computed ``user_chunk`` users at a time."""
         return with_static(self, user_chunk=check_user_chunk(user_chunk))
@@ -266,7 +277,7 @@ class UserTable(Population):
 
     def expected_picks(self, key, pools):
         picks = jax.vmap(self.pick_probabilities)(pools)[..., 0]  # [P, m]
-        return dot(picks, self.weights.astype(picks.dtype))
+        return dot(picks, self.user_weights.astype(picks.dtype))
 
     def win_tensor_one(self, num_players: int):
         coef, base = self.win_factors(num_players)

@@ -105,7 +105,8 @@ class RankingPopulation(UserTable):
         weights: ``[..., m]`` nonnegative user-type weights (normalised here); default uniform.
         names: optional ``n`` response names.
         user_chunk: users processed at a time by the payoffs (peak memory ``O(user_chunk · n)``
-            beyond the population itself); default about ``2**22 / n``.
+            beyond the population itself and, for the sorted engines, one int32 ``[m, n]``
+            sort order per call); default about ``2**22 / n``.
         engine: how payoffs find each response's π-mass below and tied (module docstring):
             ``"auto"`` (default), ``"pairwise"``, ``"scan"`` or ``"parallel"``.
 
@@ -144,12 +145,13 @@ class RankingPopulation(UserTable):
         """What the payoffs need beyond the leaves, computed now (one prompt; see
         :class:`RankingTables`)."""
         engine = ranking_engine(self.num_responses, self.num_users, self.engine)
-        sort = None if engine == "pairwise" else sorted_ties(self.utilities)
-        return RankingTables(self.utilities, self.weights, sort, self.user_chunk, engine)
+        order = None if engine == "pairwise" else sort_order(self.utilities)
+        return RankingTables(self.utilities, self.weights, order, self.user_chunk, engine)
 
     def payoff_function(self, k):
         tables = self.tables()
-        return lambda policy: tables.payoffs(policy, k)
+        total = jnp.sum(self.weights)  # normalised again: a pytree operation may rescale them
+        return lambda policy: tables.payoffs(policy, k) / total.astype(policy.dtype)
 
     def win_factors(self, num_players: int):
         """``1/(1+c) = ∫_0^1 t^c dt``, exact by Gauss–Legendre (docs/theory.md §3)."""
@@ -159,7 +161,7 @@ class RankingPopulation(UserTable):
         below = (u[:, None, :] < u[:, :, None]).astype(dtype)  # [m, y0, y]
         tied = (u[:, None, :] == u[:, :, None]).astype(dtype)
         base = below[:, None] + t[None, :, None, None] * tied[:, None]  # [m, Q, y0, y]
-        coef = (self.weights[:, None] * w_t[None, :])[..., None] * jnp.ones_like(u)[:, None, :]
+        coef = (self.user_weights[:, None] * w_t[None, :])[..., None] * jnp.ones_like(u)[:, None, :]
         n = self.num_responses
         return coef.reshape(-1, n), base.reshape(-1, n, n)
 
@@ -174,7 +176,7 @@ class RankingPopulation(UserTable):
         s, w_s = unit_nodes(k - 1 + ell, dtype)
         s = s[:, None, None]
         integrand = power_from_top(b + p, p, s, k - 1) * power_from_top(d + q, q, s, ell)
-        return user_average(self.weights.astype(dtype), einsum("q,qmn->mn", w_s, integrand))
+        return user_average(self.user_weights.astype(dtype), einsum("q,qmn->mn", w_s, integrand))
 
     def set_wins(self, policy, k: int, sets):
         dtype = policy.dtype
@@ -184,7 +186,7 @@ class RankingPopulation(UserTable):
         below, tied = tables.response_masses(policy)  # [m, n]
         group = tables.tie_groups()  # [m, n], higher = better
         nodes = unit_nodes(k + size - 1, dtype)
-        weights = self.weights.astype(dtype)
+        weights = self.user_weights.astype(dtype)
 
         def wins(s):
             g = group[:, s].T  # [size, m]
@@ -241,10 +243,14 @@ class SortedTies(NamedTuple):
     tie_hi: Int[Array, "n m"]
 
 
-def sorted_ties(utilities: Float[Array, "m n"]) -> SortedTies:
-    """Ascending order of each user's responses and the tie-group bounds in that order."""
+def sort_order(utilities: Float[Array, "m n"]) -> Int[Array, "m n"]:
+    """Each user's responses in ascending order of utility (the one sort the engines need)."""
+    return jnp.argsort(utilities, axis=-1, stable=True).astype(jnp.int32)
+
+
+def sorted_ties(utilities: Float[Array, "m n"], order: Int[Array, "m n"]) -> SortedTies:
+    """The tie-group bounds along each user's ascending ``order`` (no sort: O(m·n) work)."""
     n = utilities.shape[-1]
-    order = jnp.argsort(utilities, axis=-1, stable=True)
     su = jnp.take_along_axis(utilities, order, axis=-1)
     pos = jnp.arange(n)
     differs = su[..., 1:] != su[..., :-1]
@@ -253,7 +259,8 @@ def sorted_ties(utilities: Float[Array, "m n"]) -> SortedTies:
     ends = jnp.concatenate([differs, first], -1)
     tie_lo = jax.lax.cummax(jnp.where(starts, pos, 0), axis=su.ndim - 1)
     tie_hi = jax.lax.cummin(jnp.where(ends, pos, n - 1), axis=su.ndim - 1, reverse=True)
-    rank = jnp.argsort(order, axis=-1)
+    rows = jnp.arange(order.shape[0])[:, None]
+    rank = jnp.zeros_like(order).at[rows, order].set(jnp.arange(n, dtype=order.dtype))
     position_major = lambda a: jnp.swapaxes(a.astype(jnp.int32), -1, -2)
     return SortedTies(
         position_major(order),
@@ -264,13 +271,14 @@ def sorted_ties(utilities: Float[Array, "m n"]) -> SortedTies:
 
 
 class RankingTables(eqx.Module):
-    """One prompt's utilities and weights with the derived data the engine needs (its sort, or
-    nothing for the pairwise engine). Built by :meth:`RankingPopulation.tables` inside each
-    computation; never stored in a population."""
+    """One prompt's utilities and weights with the derived data the engine needs (each user's
+    sort order, or nothing for the pairwise engine). Built by :meth:`RankingPopulation.tables`
+    inside each computation, never stored in a population. The tie groups along the order are
+    derived chunk by chunk (O(chunk·n) scratch beyond the ``[m, n]`` order)."""
 
     utilities: Float[Array, "m n"]
     weights: Float[Array, " m"]
-    sort: SortedTies | None
+    order: Int[Array, "m n"] | None
     user_chunk: int | None = eqx.field(static=True)
     engine: str = eqx.field(static=True)
 
@@ -283,17 +291,14 @@ class RankingTables(eqx.Module):
         return self.utilities.shape[-1]
 
     def user_slice(self, start, size: int) -> RankingTables:
-        sliced = slice_users(self, {"utilities": 0, "weights": 0}, start, size)
-        if self.sort is None:
-            return sliced
-        axes = SortedTies(order=1, rank=0, tie_lo=1, tie_hi=1)
-        sort = SortedTies(
-            *(
-                jax.lax.dynamic_slice_in_dim(a, start, size, axis)
-                for a, axis in zip(self.sort, axes, strict=True)
-            )
+        fields = {"utilities": 0, "weights": 0}
+        return slice_users(
+            self, fields if self.order is None else {**fields, "order": 0}, start, size
         )
-        return eqx.tree_at(lambda t: t.sort, sliced, sort)
+
+    def sort(self) -> SortedTies:
+        """The tie groups along each user's order (these users only)."""
+        return sorted_ties(self.utilities, self.order)
 
     def payoffs(self, policy, k):
         """``u_k(·, π)``: the closed form summed over users in chunks."""
@@ -306,7 +311,8 @@ class RankingTables(eqx.Module):
             return chunked_user_sum(self, per_chunk, max_chunk=PAIRWISE_MAX_USERS)
 
         def per_chunk(sub: RankingTables):
-            shares = to_response_order(sub.sort, sorted_masses(sub.sort, policy, k, sub.engine))
+            sort = sub.sort()
+            shares = to_response_order(sort, sorted_masses(sort, policy, k, sub.engine))
             return user_average(sub.weights.astype(shares.dtype), shares)
 
         return chunked_user_sum(self, per_chunk)
@@ -315,16 +321,18 @@ class RankingTables(eqx.Module):
         """``(below, tied)`` π-masses in response order, user-major ``[m, n]``."""
         if self.engine == "pairwise":
             return tuple(mass.T for mass in pairwise_ranking_masses(self.utilities, policy))
-        below, tied = sorted_masses(self.sort, policy, None, self.engine)
-        return to_response_order(self.sort, below), to_response_order(self.sort, tied)
+        sort = self.sort()
+        below, tied = sorted_masses(sort, policy, None, self.engine)
+        return to_response_order(sort, below), to_response_order(sort, tied)
 
     def tie_groups(self) -> Int[Array, "m n"]:
         """Each response's tie-group index (how many responses the user ranks strictly below
         it): equal within a tie group, higher is better."""
-        if self.sort is None:
+        if self.order is None:
             u = self.utilities
             return jnp.sum(u[:, None, :] < u[:, :, None], axis=-1, dtype=jnp.int32)
-        return to_response_order(self.sort, self.sort.tie_lo)
+        sort = self.sort()
+        return to_response_order(sort, sort.tie_lo)
 
 
 def to_response_order(sort: SortedTies, sorted_values: Shaped[Array, "n m"]):
