@@ -107,7 +107,11 @@ def jit_over_prompts(fn, in_axes, depth, pop, mixtures, options):
 def check_population(pop, name: str = "pop", exact: bool = True):
     """Raise unless ``pop`` is a :class:`~ualign_jax.Population` (an exact one when ``exact``)."""
     if not isinstance(pop, Population):
-        raise ValueError(f"{name} must be a Population (ua.RankingPopulation, ...), got {pop!r}")
+        raise ValueError(
+            f"{name} must be one of the population kinds (RankingPopulation, "
+            "PlackettLucePopulation, DenseGame, SampledPopulation or another ua.Population), "
+            f"got {type(pop).__name__}"
+        )
     if exact and not pop.exact:
         raise ValueError(
             f"{name} is a {type(pop).__name__}: exact values are not available; use "
