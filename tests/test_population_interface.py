@@ -40,11 +40,11 @@ KINDS = {
 }
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize(  # a SampledPopulation has no dtype of its own: one case
+    ("kind", "dtype"),
+    [(kind, dtype) for kind in KINDS for dtype in (np.float64, np.float32)][:-1],
+)
 def test_every_kind_passes_the_conformance_check(kind, dtype):
-    if kind == "sampled" and dtype == np.float32:
-        pytest.skip("a SampledPopulation has no dtype of its own")
     check_population(KINDS[kind](dtype))
 
 

@@ -25,7 +25,7 @@ from typing import ClassVar, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, Shaped
+from jaxtyping import Array, Bool, Float, Int, Shaped
 
 from ._linalg import einsum
 from ._numerics import (
@@ -241,6 +241,7 @@ class SortedTies(NamedTuple):
     rank: Int[Array, "m n"]
     tie_lo: Int[Array, "n m"]
     tie_hi: Int[Array, "n m"]
+    any_tie: Bool[Array, ""]
 
 
 def sort_order(utilities: Float[Array, "m n"]) -> Int[Array, "m n"]:
@@ -267,6 +268,7 @@ def sorted_ties(utilities: Float[Array, "m n"], order: Int[Array, "m n"]) -> Sor
         rank.astype(jnp.int32),
         position_major(tie_lo),
         position_major(tie_hi),
+        ~jnp.all(differs),
     )
 
 
@@ -371,7 +373,8 @@ def sorted_masses(sort: SortedTies, policy: Float[Array, " n"], k=None, engine: 
     ``incl``/``excl`` the inclusive/exclusive cumulative π-mass along each user's order.
     ``"scan"``: a forward scan carries the mass below the current group (compensated sum) and a
     reverse scan the mass up to the top of the current group; both step over positions with all
-    ``m`` users at once.
+    ``m`` users at once. When these users have no ties (``sort.any_tie`` false, found from the
+    values in the same program) one forward scan suffices and ``lax.cond`` takes it.
     """
     in_order = nonnegative(policy)[sort.order]
     finish = (lambda b, p: (b, p)) if k is None else (lambda b, p: share(b, p, k))
@@ -385,6 +388,14 @@ def sorted_masses(sort: SortedTies, policy: Float[Array, " n"], k=None, engine: 
     position = jnp.arange(in_order.shape[0], dtype=sort.tie_lo.dtype)[:, None]
     starts, ends = sort.tie_lo == position, sort.tie_hi == position
 
+    def strict(in_order):  # no ties among these users: one scan, the group is the position
+
+        def step(carry, mass):
+            below = carry[0] + carry[1]
+            return compensated_add(*carry, mass), finish(below, mass)
+
+        return jax.lax.scan(step, (zeros, zeros), in_order)[1]
+
     def forward(carry, inputs):
         total, compensation, group_base = carry
         mass, start = inputs
@@ -392,13 +403,16 @@ def sorted_masses(sort: SortedTies, policy: Float[Array, " n"], k=None, engine: 
         total, compensation = compensated_add(total, compensation, mass)
         return (total, compensation, group_base), (group_base, total + compensation)
 
-    _, (below, upto) = jax.lax.scan(forward, (zeros, zeros, zeros), (in_order, starts))
-
     def backward(group_top, inputs):
         mass, below_j, upto_j, start, end = inputs
         group_top = jnp.where(end, upto_j, group_top)
         tied = jnp.where(start & end, mass, group_top - below_j)
         return group_top, finish(below_j, tied)
 
-    inputs = (in_order, below, upto, starts, ends)
-    return jax.lax.scan(backward, zeros, inputs, reverse=True)[1]
+    def with_ties(in_order):
+        _, (below, upto) = jax.lax.scan(forward, (zeros, zeros, zeros), (in_order, starts))
+        inputs = (in_order, below, upto, starts, ends)
+        return jax.lax.scan(backward, zeros, inputs, reverse=True)[1]
+
+    # A branch, not a static flag: the structure follows the values (under vmap both run).
+    return jax.lax.cond(sort.any_tie, with_ties, strict, in_order)

@@ -104,7 +104,8 @@ def check_population(pop: Population, k: int | None = None, num_samples: int = 1
         other = jnp.float32 if dtype == jnp.float64 else jnp.float64
         cast = _cast(pop, other)
         assert jnp.dtype(cast.dtype) == other, "dtype must follow the leaves"
-        got = response_payoffs(cast, policy.astype(other), k)
+        moved = policy.astype(other)
+        got = response_payoffs(cast, moved / jnp.sum(moved), k)
         assert got.dtype == other, "payoffs must follow the population's dtype"
         np.testing.assert_allclose(got, u, atol=2e-6, err_msg="float32 and float64 disagree")
 
