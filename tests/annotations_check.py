@@ -37,7 +37,7 @@ def main() -> None:
             ua.count_form_payoffs(ua.count_form(pop, 2), pis[0])
             ua.win_tensor(pop, 3)
             ua.solve(pop, 3, steps=10)
-            ua.monte_carlo_payoffs(pop, pis[0], 2, jax.random.key(0), num_samples=8)
+            ua.monte_carlo_payoffs(jax.random.key(0), pop, pis[0], 2, num_samples=8)
         ua.nlhf(strict)
         ua.rlhf(strict)
         ua.response_payoffs(ua.DenseGame(ua.win_tensor(strict, 2)), pis[1], 1)

@@ -43,7 +43,7 @@ def main() -> None:
         "solve_tol": lambda p, x, o, mx: ua.solve(p, K, steps=200, tol=1e-8),
         "pairwise_matrix": lambda p, x, o, mx: ua.pairwise_matrix(p),
         "monte_carlo_payoffs": lambda p, x, o, mx: ua.monte_carlo_payoffs(
-            p, x, K, jax.random.key(0), num_samples=64
+            jax.random.key(0), p, x, K, num_samples=64
         ),
         "nlhf": lambda p, x, o, mx: ua.nlhf(p),
         "rlhf": lambda p, x, o, mx: ua.rlhf(p),

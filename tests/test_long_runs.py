@@ -39,7 +39,7 @@ def test_results_repeat_exactly_for_a_seed():
         luce = ua.plackett_luce_mixture(key, 5, 4)
         sampled = ua.sampled_impartial_culture(key, 5, 30)
         sol = ua.solve(pop, 4, steps=300)
-        estimate, _ = ua.monte_carlo_payoffs(luce, sol.policy, 2, key, num_samples=64)
+        estimate, _ = ua.monte_carlo_payoffs(key, luce, sol.policy, 2, num_samples=64)
         return [
             pop.utilities,
             luce.log_weights,

@@ -77,7 +77,7 @@ def test_monte_carlo_is_unbiased_within_its_standard_error(kind):
     pop, rules, weights = random_population(kind, seed=11)
     policy = random_policy(11)
     exact = bf.payoffs(rules, weights, policy, 3)
-    mean, stderr = ua.monte_carlo_payoffs(pop, jnp.asarray(policy), 3, jax.random.PRNGKey(0), 8192)
+    mean, stderr = ua.monte_carlo_payoffs(jax.random.PRNGKey(0), pop, jnp.asarray(policy), 3, 8192)
     z = np.abs(np.asarray(mean) - exact) / np.maximum(np.asarray(stderr), 1e-12)
     assert np.all(np.asarray(stderr) > 0)
     assert z.max() < 4.5, z
@@ -98,7 +98,7 @@ def test_sampled_population_estimates_match_exact_values():
     sampled = ua.SampledPopulation(sample_users, choose, 3)
     policy = jnp.array([0.2, 0.5, 0.3])
     exact = ua.response_payoffs(ua.RankingPopulation(utilities), policy, 2)
-    mean, stderr = ua.monte_carlo_payoffs(sampled, policy, 2, jax.random.PRNGKey(3), 8192)
+    mean, stderr = ua.monte_carlo_payoffs(jax.random.PRNGKey(3), sampled, policy, 2, 8192)
     assert np.all(np.abs(mean - exact) < 4.5 * stderr + 1e-12)
     with pytest.raises(ValueError, match="monte_carlo_payoffs"):
         ua.response_payoffs(sampled, policy, 2)
@@ -142,7 +142,7 @@ def test_dense_game_rejects_inconsistent_tensors():
 
 
 @pytest.mark.parametrize("ties", [True, False])
-def test_the_ranking_engines_agree(ties, force_ranking_engine):
+def test_the_ranking_engines_agree(ties):
     """Pairwise comparisons and cumulative sums (used on accelerators) against the scan."""
     rng = np.random.default_rng(11)
     utilities = rng.integers(0, 4, (70, 6)) if ties else np.argsort(rng.random((70, 6)), axis=1)
@@ -151,11 +151,13 @@ def test_the_ranking_engines_agree(ties, force_ranking_engine):
     policy = policy.at[2].set(0.0) / (1.0 - policy[2])
     results = {}
     for engine in ("scan", "parallel", "pairwise"):
-        force_ranking_engine(engine)
-        assert ua.payoffs.ranking_engine(6, 70) == engine
-        results[engine] = [ua.response_payoffs(pop, policy, k) for k in (1, 4, 30)] + [
-            ua.robust_win_rate(pop, policy, 3, ell=2),
-            ua.robust_win_rate(pop, policy, 3, ell=1),
+        assert ua.payoffs.ranking_engine(6, 70, engine) == engine
+        forced = pop.with_engine(engine)
+        results[engine] = [ua.response_payoffs(forced, policy, k) for k in (1, 4, 30)] + [
+            ua.robust_win_rate(forced, policy, 3, ell=2),
+            ua.robust_win_rate(forced, policy, 3, ell=1),
+            ua.win_rate(forced, policy, 2, ua.ProductMixture(jnp.eye(6)[:2]), ell=3),
+            ua.robust_win_rate_bounds(forced, policy, 2, 3).upper,
         ]
     for engine in ("parallel", "pairwise"):
         for a, b in zip(results["scan"], results[engine], strict=True):
@@ -170,8 +172,9 @@ def test_auto_engine_compares_pairwise_only_in_small_games():
 
 
 def test_pairwise_masses_follow_the_docstring_example():
-    pop = ua.RankingPopulation(jnp.array([[0.0, 1.0, 1.0]]))
-    below, tied = ua.payoffs.pairwise_ranking_masses(pop, jnp.array([0.5, 0.25, 0.25]))
+    below, tied = ua.payoffs.pairwise_ranking_masses(
+        jnp.array([[0.0, 1.0, 1.0]]), jnp.array([0.5, 0.25, 0.25])
+    )
     np.testing.assert_array_equal(below[:, 0], [0.0, 0.5, 0.5])
     np.testing.assert_array_equal(tied[:, 0], [0.5, 0.5, 0.5])
 
@@ -182,13 +185,13 @@ def test_monte_carlo_over_prompts_uses_one_key_per_prompt():
     pop = ua.RankingPopulation(utilities)
     policies = jnp.asarray(rng.dirichlet(np.ones(4), 3))
     key = jax.random.key(5)
-    mean, stderr = ua.monte_carlo_payoffs(pop, policies, 2, key, num_samples=4096)
+    mean, stderr = ua.monte_carlo_payoffs(key, pop, policies, 2, num_samples=4096)
     assert mean.shape == stderr.shape == (3, 4)
     for i, prompt_key in enumerate(jax.random.split(key, 3)):
         single = ua.RankingPopulation(utilities[i])
-        one_mean, _ = ua.monte_carlo_payoffs(single, policies[i], 2, prompt_key, 4096)
+        one_mean, _ = ua.monte_carlo_payoffs(prompt_key, single, policies[i], 2, 4096)
         np.testing.assert_allclose(mean[i], one_mean, rtol=0, atol=1e-12)
         exact = ua.response_payoffs(single, policies[i], 2)
         assert np.all(np.abs(mean[i] - exact) < 4.5 * stderr[i] + 1e-12)
     with pytest.raises(ValueError, match="batch axes must match"):
-        ua.monte_carlo_payoffs(pop, policies[:2], 2, key)
+        ua.monte_carlo_payoffs(key, pop, policies[:2], 2)

@@ -45,25 +45,35 @@ def temporary_bytes(pop, k=4):
 #: (a few per quadrature node); and a fixed allowance for the ``[n]``-sized rest.
 SCRATCH_ARRAYS = {"pairwise": 16, "scan": 3, "plackett_luce": 4 * ua.payoffs.PL_QUADRATURE_NODES}
 SCRATCH_FIXED_BYTES = 4096
+#: Bytes per user-response entry the scan engine's one sort per call may hold: sorted keys,
+#: indices and the int32 order (measured 11.5 at n = 16 on CPU).
+SORT_BYTES = 3 * 4
 
 
 @pytest.mark.parametrize("engine", ["pairwise", "scan", "plackett_luce"])
-def test_chunked_users_bound_the_scratch_memory(engine, force_ranking_engine):
+def test_chunked_users_bound_the_scratch_memory(engine):
     n, chunk = 16, 256
     rng = np.random.default_rng(0)
-    if engine != "plackett_luce":
-        force_ranking_engine(engine)
-    make = ua.PlackettLucePopulation if engine == "plackett_luce" else ua.RankingPopulation
+    if engine == "plackett_luce":
+        make = ua.PlackettLucePopulation
+    else:
+        make = lambda table: ua.RankingPopulation(table, engine=engine)
     small, large = (make(rng.random((m, n)).astype(np.float32)) for m in (1024, 8192))
     chunked = [temporary_bytes(p.with_user_chunk(chunk)) for p in (small, large)]
     whole = [temporary_bytes(p.with_user_chunk(p.num_users)) for p in (small, large)]
+    # The scan engine sorts each user's utilities once per call, for all users (so that a solver
+    # sorts once per run, not once per step): an int32 [m, n] order plus XLA's sort buffers, at
+    # most SORT_BYTES per user-response entry. Four int32 [m, n] tables (16 bytes per entry)
+    # were stored in the population before, so the total memory is lower than it was.
+    sort = [SORT_BYTES * p.num_users * n if engine == "scan" else 0 for p in (small, large)]
     # 8x the users: the chunked scratch stays put; unchunked, the ranking scratch grows with m
     # (Plackett-Luce users are already mapped in blocks; only their [m, n] output grows).
-    assert chunked[1] <= 1.1 * chunked[0], chunked
+    assert chunked[1] - sort[1] <= 1.1 * chunked[0], (chunked, sort)
     assert whole[1] >= (1 if engine == "plackett_luce" else 3) * whole[0], whole
     assert chunked[1] < whole[1], (chunked, whole)
     chunk_array = chunk * n * 4  # bytes of one float32 [n, chunk] array
-    assert chunked[1] <= SCRATCH_ARRAYS[engine] * chunk_array + SCRATCH_FIXED_BYTES, chunked
+    bound = SCRATCH_ARRAYS[engine] * chunk_array + SCRATCH_FIXED_BYTES + sort[1]
+    assert chunked[1] <= bound, (chunked, bound)
     policy = jnp.asarray(rng.dirichlet(np.ones(n)), jnp.float32)
     np.testing.assert_allclose(
         ua.response_payoffs(large.with_user_chunk(chunk), policy, 4),

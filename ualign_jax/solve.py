@@ -23,7 +23,13 @@ from ._linalg import dot
 from ._validation import is_concrete, static_count
 from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .dynamics import NAMED, Dynamics, kl_regularised, named
-from .payoffs import check_population, jit_over_prompts, map_prompts, single_policy_payoffs
+from .payoffs import (
+    check_population,
+    jit_over_prompts,
+    map_prompts,
+    payoff_function,
+    single_policy_payoffs,
+)
 from .policies import ProductMixture, unchecked_mixture
 from .populations import Population
 
@@ -221,8 +227,7 @@ def _advance_one(pop, state: RunState, *, config: RunConfig, length: int) -> Run
     target = 1.0 / (config.k + 1)
     log_n = math.log(max(pop.num_responses, 2))
 
-    def payoff_fn(policy):
-        return single_policy_payoffs(pop, policy, config.k)
+    payoff_fn = payoff_function(pop, config.k)  # population-only work (a sort) done once, here
 
     def advance(state: RunState) -> RunState:
         t = state.step + 1

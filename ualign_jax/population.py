@@ -1,0 +1,309 @@
+"""The population interface every kind of user population implements (docs/theory.md §1).
+
+A population is an ``equinox.Module`` (a pytree). Leading axes before a kind's core shape are
+prompt (batch) axes; the methods below that compute something take one prompt (no batch axes)
+and are mapped over prompts by the public functions in ``payoffs`` and ``metrics``.
+
+Pytree rules (so that no pytree operation can give a silently wrong answer):
+
+* every array leaf is independent data: nothing derived from another leaf is stored (the sort
+  of a ranking population is recomputed from ``utilities`` inside each call), so
+  ``jax.tree.map``, ``eqx.tree_at``, stacking, slicing and ``vmap`` give the population a fresh
+  constructor would build from the same leaves;
+* static fields depend only on shapes, dtypes and explicit settings, never on values, so
+  same-shape populations share one tree structure (they stack) and jitted functions retrace
+  for shapes only;
+* :meth:`Population.replace` changes fields through the constructor (re-validated).
+
+How to add a kind:
+
+1. Write one module with an ``eqx.Module`` subclass of :class:`Population` (or of
+   :class:`UserTable` for a finite ``users x responses`` table with weights: it brings
+   ``weights``, ``names``, ``user_chunk``, the shape properties, ``user_slice``,
+   ``with_user_chunk``, the win tensor and count form from :meth:`UserTable.win_factors`, and
+   Monte Carlo picks from :meth:`UserTable.pick_probabilities`).
+2. Implement :meth:`Population.payoff_function` (``u_k(·, π)`` for one prompt; compute anything
+   derived from the leaves there, once, before returning the closure) and, when the kind has
+   them, the metric kernels :meth:`Population.designated_values`, :meth:`Population.set_wins`
+   and :meth:`Population.greedy_parts`. Set ``exact = False`` for estimate-only kinds.
+3. Export it from ``populations`` and run ``ua.testing.check_population(pop)`` on a small
+   instance in the tests: shapes, payoffs against the dense win tensor, ``<π, u_k> = 1/(k+1)``,
+   jit / vmap / stacking, float32 and float64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from ._combinatorics import rotations
+from ._linalg import dot
+from ._numerics import khatri_rao_power
+from ._validation import as_float_array, check_weights, static_count
+
+__all__ = ["Population", "UserTable"]
+
+
+class Population(eqx.Module):
+    """A population of users choosing among ``n`` responses (abstract; see the module docstring).
+
+    Kinds: :class:`~ualign_jax.RankingPopulation`, :class:`~ualign_jax.PlackettLucePopulation`,
+    :class:`~ualign_jax.DenseGame`, :class:`~ualign_jax.SampledPopulation`.
+
+    Example:
+        >>> import ualign_jax as ua
+        >>> isinstance(ua.RankingPopulation([[1.0, 0.0]]), ua.Population)
+        True
+    """
+
+    # Every kind also has ``num_responses`` (``n``) and ``names`` (``n`` strings or ``None``),
+    # as fields or properties (declared by each kind, so that either works).
+
+    #: Whether exact payoffs are available (``False``: Monte Carlo estimates only).
+    exact: ClassVar[bool] = True
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """The prompt axes."""
+        return ()
+
+    @property
+    def num_users(self) -> int:
+        """The number of user types (1 for a game given by its win tensor)."""
+        return 1
+
+    @property
+    def dtype(self):
+        """The floating dtype of this population's arrays."""
+        return jnp.result_type(float)
+
+    @property
+    def num_players(self) -> int | None:
+        """The one number of players this kind's game has, or ``None`` when any ``k`` works."""
+        return None
+
+    def check_players(self, num_players: int, what: str = "k + 1") -> None:
+        """Raise ``ValueError`` unless a ``num_players``-player game exists for this population
+        (``what`` names the quantity that set ``num_players``, for the message)."""
+        if self.num_players is not None and num_players != self.num_players:
+            label = f"k={num_players - 1}" if what == "k + 1" else f"{what} = {num_players}"
+            raise ValueError(
+                f"{label} does not match this {type(self).__name__}: its win tensor is for "
+                f"{self.num_players} players (k = {self.num_players - 1})"
+            )
+
+    def replace(self, **changes) -> Population:
+        """A copy with constructor arguments changed, built (and validated) by the constructor.
+
+        Example: ``pop.replace(utilities=2 * pop.utilities)``.
+        """
+        params = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        unknown = set(changes) - set(params)
+        if unknown:
+            raise ValueError(
+                f"replace: {sorted(unknown)} are not arguments of {type(self).__name__}; "
+                f"expected some of {params}"
+            )
+        return type(self)(**{name: changes.get(name, getattr(self, name)) for name in params})
+
+    # ----------------------------------------------------------------- one prompt
+
+    def payoff_function(self, k) -> Callable[[Float[Array, " n"]], Float[Array, " n"]]:
+        """``π -> u_k(·, π)`` for one prompt (no validation); derived data computed once, here.
+
+        Call it outside a loop over policies (as ``solve`` does) so that work that depends only
+        on the population (a sort, say) is not repeated at every step.
+        """
+        raise self._unavailable("exact payoffs")
+
+    def win_tensor_one(self, num_players: int) -> Float[Array, "..."]:
+        """The dense win tensor ``[n] * num_players`` of one prompt."""
+        raise self._unavailable("the win tensor")
+
+    def count_table(self, counts, multisets, k: int) -> Float[Array, "n R"]:
+        """``table[y, r]``: payoff of ``y`` against the opponent multiset ``multisets[r]``."""
+        raise self._unavailable("the count form")
+
+    def expected_picks(self, key, pools: Int[Array, "P N"]) -> Float[Array, " P"]:
+        """Pick probability of position 0 of each pool: the expectation over users when they are
+        finitely many, else for one user drawn with ``key`` (one prompt)."""
+        raise self._unavailable("Monte Carlo picks")
+
+    def designated_values(self, own, other, k: int, ell: int) -> Float[Array, " n"]:
+        """Payoff of one position holding ``y`` against ``k-1`` draws of ``own`` and ``ell`` of
+        ``other`` (the ``ell > 1`` win rate, docs/theory.md §2)."""
+        raise self._unavailable("win rates against several-output opponents")
+
+    def set_wins(self, policy, k: int, sets) -> Float[Array, " S"]:
+        """``WR(S, π^{⊗k})`` for each opponent multiset ``S`` (rows of ``sets``)."""
+        raise self._unavailable("robust win rates against several-output opponents")
+
+    def greedy_parts(self, policies, k: int, ell: int):
+        """``(init, add, value)`` for the greedy ``ell``-output opponent of
+        ``metrics.robust_win_rate_bounds``: a per-user summary of a multiset, how adding a
+        response updates it, and the ``[T, m]`` shares it wins against each policy row."""
+        raise self._unavailable("certified robust-win-rate bounds")
+
+    def _unavailable(self, what: str) -> ValueError:
+        if not self.exact:
+            return ValueError(
+                f"{type(self).__name__}: {what} not available, exact values are not available; "
+                "use monte_carlo_payoffs for an estimate with a standard error"
+            )
+        return ValueError(f"{what} not available for a {type(self).__name__}")
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def normalised_weights(weights, batch_shape, num_users, dtype, name="weights"):
+    """``weights`` validated and normalised over users; uniform when ``None``."""
+    if weights is None:
+        return jnp.full((*batch_shape, num_users), 1.0 / num_users, dtype=dtype)
+    w = as_float_array(weights, name)
+    if w.shape != (*batch_shape, num_users):
+        raise ValueError(
+            f"{name} must have shape {(*batch_shape, num_users)} (one per user), got {w.shape}"
+        )
+    check_weights(w, name)
+    return (w / jnp.sum(w, axis=-1, keepdims=True)).astype(dtype)
+
+
+def check_names(names, num_responses):
+    """``names`` as a tuple of ``num_responses`` strings (or ``None``), else ``ValueError``."""
+    if names is None:
+        return None
+    if isinstance(names, str | bytes) or not hasattr(names, "__iter__"):
+        raise ValueError(f"names must be a sequence of {num_responses} strings, got {names!r}")
+    names = tuple(str(s) for s in names)
+    if len(names) != num_responses:
+        raise ValueError(f"names must have {num_responses} entries, got {len(names)}")
+    return names
+
+
+def check_user_chunk(user_chunk):
+    """``user_chunk`` as a positive int or ``None``."""
+    if user_chunk is None:
+        return None
+    return static_count(user_chunk, "user_chunk")
+
+
+def with_static(module, **changes):
+    """A copy of ``module`` with static fields changed (its arrays shared, no re-validation)."""
+    copy = object.__new__(type(module))
+    for field in dataclasses.fields(module):
+        object.__setattr__(copy, field.name, changes.get(field.name, getattr(module, field.name)))
+    return copy
+
+
+def slice_users(module, leaves: dict[str, int], start, size: int):
+    """``module`` with ``size`` users from ``start`` kept; ``leaves`` maps field -> user axis."""
+    sliced = [
+        jax.lax.dynamic_slice_in_dim(getattr(module, name), start, size, axis)
+        for name, axis in leaves.items()
+    ]
+    return eqx.tree_at(lambda p: [getattr(p, name) for name in leaves], module, sliced)
+
+
+class UserTable(Population):
+    """A finite population: ``m`` user types, each a row of a ``[..., m, n]`` table, weighted.
+
+    Subclasses name their table field in ``table_field`` and implement
+    :meth:`pick_probabilities`, :meth:`win_factors` and :meth:`Population.payoff_function`.
+    """
+
+    table_field: ClassVar[str]
+    weights: Float[Array, "*batch m"]
+    names: tuple[str, ...] | None = eqx.field(static=True)
+    user_chunk: int | None = eqx.field(static=True)
+
+    @property
+    def table(self) -> Float[Array, "*batch m n"]:
+        """The ``[..., m, n]`` table of the users' parameters."""
+        return getattr(self, self.table_field)
+
+    @property
+    def dtype(self):
+        """The floating dtype of this population's arrays."""
+        return self.table.dtype
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.table.shape[:-2]
+
+    @property
+    def num_users(self) -> int:
+        return self.table.shape[-2]
+
+    @property
+    def num_responses(self) -> int:
+        return self.table.shape[-1]
+
+    @property
+    def user_weights(self) -> Float[Array, "*batch m"]:
+        """``weights`` normalised to sum 1 (again, here: a pytree operation may have rescaled
+        them). Computations use these, so ``jax.tree.map(lambda x: 2 * x, pop)`` is the
+        population ``type(pop)(2 * table, 2 * weights)`` builds."""
+        return self.weights / jnp.sum(self.weights, axis=-1, keepdims=True)
+
+    def normalised(self):
+        """The same population with :attr:`user_weights` as its weights."""
+        return eqx.tree_at(lambda p: p.weights, self, self.user_weights)
+
+    def with_user_chunk(self, user_chunk: int | None):
+        """The same population, its payoffs computed ``user_chunk`` users at a time."""
+        return with_static(self, user_chunk=check_user_chunk(user_chunk))
+
+    def user_slice(self, start, size: int):
+        """Users ``start .. start + size - 1`` of an unbatched population (``start`` may be traced;
+        weights are not renormalised)."""
+        return slice_users(self, {self.table_field: 0, "weights": 0}, start, size)
+
+    def pick_probabilities(self, pool: Int[Array, " N"]) -> Float[Array, "m N"]:
+        """Each user type's pick probability of each pooled position (unbatched population)."""
+        raise NotImplementedError
+
+    def win_factors(self, num_players: int):
+        """``(coef [R, n], base [R, n, n])`` with ``W[y_0, y_1..y_K] = Σ_r coef[r, y_0]
+        Π_j base[r, y_0, y_j]`` (one prompt; ``K = num_players - 1``)."""
+        raise NotImplementedError
+
+    def expected_picks(self, key, pools):
+        picks = jax.vmap(self.pick_probabilities)(pools)[..., 0]  # [P, m]
+        return dot(picks, self.user_weights.astype(picks.dtype))
+
+    def win_tensor_one(self, num_players: int):
+        coef, base = self.win_factors(num_players)
+        n, opponents = self.num_responses, num_players - 1
+        half = opponents // 2
+
+        def slice_for(y0):
+            b = base[:, y0, :]
+            left = khatri_rao_power(b, half) * coef[:, y0, None]
+            right = khatri_rao_power(b, opponents - half)
+            return dot(left.T, right).reshape((n,) * opponents)
+
+        return jax.lax.map(slice_for, jnp.arange(n))
+
+    def count_table(self, counts, multisets, k: int):
+        coef, base = self.win_factors(k + 1)
+        safe_base = jnp.where(base > 0, base, 1.0)
+        log_base = jnp.where(base > 0, jnp.log(safe_base), -jnp.inf)  # [Rf, y0, z]
+
+        def column(c):
+            log_prod = jnp.sum(jnp.where(c > 0, c.astype(log_base.dtype) * log_base, 0.0), -1)
+            return jnp.sum(coef * jnp.exp(log_prod), axis=0)
+
+        return jax.lax.map(column, jnp.asarray(counts), batch_size=64).T
+
+
+def rotated_pools(pool: Int[Array, " N"]) -> Int[Array, "N N"]:
+    """Each position of ``pool`` moved to the front in turn (position ``j`` first in row ``j``)."""
+    return pool[rotations(pool.shape[-1])]
