@@ -35,8 +35,8 @@ from ._validation import (
     is_concrete,
     static_count,
 )
-from .payoffs import check_population, log_time_grid, pl_scaled_weights, response_payoffs
-from .populations import PL_QUADRATURE_NODES
+from .payoffs import check_population, response_payoffs
+from .plackett_luce import PL_QUADRATURE_NODES, log_time_grid
 
 __all__ = ["sample_rewards", "self_play_loss", "game_gradient", "group_rewards"]
 
@@ -208,7 +208,7 @@ def _pl_shares_one(scores, k: int, nodes: int):
     """``[G]`` expected Plackett–Luce shares for one judge (one row of scores)."""
     group = scores.shape[0]
     clamped = jnp.maximum(scores, jnp.max(scores) - PL_MAX_SPREAD)
-    weights = pl_scaled_weights(clamped)
+    weights = jnp.exp(clamped - jnp.max(clamped))  # max W = 1, as the grid expects
     grid = log_time_grid(weights, k, nodes)
     decay = jnp.exp(-grid.times[:, None] * weights[None, :])  # [N, G]
     before = _subset_means(decay, k)  # [G, N, k+1], samples 0..i-1
