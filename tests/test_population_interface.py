@@ -137,6 +137,8 @@ def test_the_solver_sorts_once_per_run_not_once_per_step():
         "eta": None,
         "tau": 0.0,
         "stride": 1,
+        "trace_dense": 4,
+        "trace_stride": 1,
     }
     config = solve_module.RunConfig(**{f: fields[f] for f in solve_module.RunConfig._fields})
     jaxpr = jax.make_jaxpr(lambda p: solve_module._solve_one(p, config=config))(pop)
