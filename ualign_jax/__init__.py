@@ -69,7 +69,7 @@ from .populations import (
     RankingPopulation,
     SampledPopulation,
 )
-from .sharding import prompt_mesh, shard_prompts
+from .sharding import initialize_distributed, prompt_mesh, shard_prompts, shard_users, user_mesh
 from .solve import METHODS, OUTCOMES, Solution, Trace, solve
 
 __version__ = "0.1.0"
@@ -100,6 +100,9 @@ __all__ = [
     "solve",
     "prompt_mesh",
     "shard_prompts",
+    "shard_users",
+    "user_mesh",
+    "initialize_distributed",
     "testing",
     "DATASETS",
     "PreflibData",

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -151,17 +152,61 @@ def user_chunk_size(pop) -> int:
     return max(USER_BLOCK, CHUNK_ENTRIES // pop.num_responses)
 
 
+#: The user axis of each population array, counted from the end (arrays not named here have
+#: none): the chunk loop and ``shard_users`` split these axes.
+USER_AXES = {
+    "utilities": -2,
+    "log_weights": -2,
+    "weights": -1,
+    "rank": -2,
+    "order": -1,
+    "tie_lo": -1,
+    "tie_hi": -1,
+}
+
+
+def strided_users(pop, index, num_chunks: int):
+    """Users ``index, index + num_chunks, index + 2·num_chunks, ...`` of an unbatched population.
+
+    ``num_users`` must be a multiple of ``num_chunks``; ``index`` may be traced; weights are not
+    renormalised. Example: users ``[0..5]`` with ``num_chunks = 2`` and ``index = 1`` keep
+    ``[1, 3, 5]``.
+    """
+    names = [f.name for f in dataclasses.fields(pop) if f.name in USER_AXES]
+
+    def take(array, axis: int):
+        axis += array.ndim
+        split = array.reshape(*array.shape[:axis], -1, num_chunks, *array.shape[axis + 1 :])
+        return jax.lax.dynamic_index_in_dim(split, index, axis + 1, keepdims=False)
+
+    taken = [take(getattr(pop, name), USER_AXES[name]) for name in names]
+    return eqx.tree_at(lambda p: [getattr(p, name) for name in names], pop, taken)
+
+
 def chunked_user_sum(pop, per_chunk, max_chunk: int | None = None):
     """``Σ_chunks per_chunk(users of the chunk)`` with one chunk live at a time (unbatched pop).
 
     ``per_chunk(sub_pop) -> [n]`` sums over the users it is given (with their weights). Chunks
-    are ``user_chunk_size(pop)`` users, at most ``max_chunk``; the last one is shifted back to end
-    at user ``m`` and the users it shares with the previous chunk get weight 0, so no padded copy
-    is made.
+    are ``user_chunk_size(pop)`` users, at most ``max_chunk``. When ``ceil(m / chunk)`` chunks
+    tile the users exactly they are strided (see :func:`strided_users`); otherwise contiguous,
+    the last one shifted back to end at user ``m`` and the users it shares with the previous
+    chunk given weight 0, so no padded copy is made.
     """
     m, chunk = pop.num_users, min(user_chunk_size(pop), max_chunk or pop.num_users)
     if m <= chunk:
         return per_chunk(pop)
+    num_chunks = -(-m // chunk)
+    if m % num_chunks == 0:
+        # Strided chunks (users b, b + num_chunks, ...) when they tile the users exactly: with the
+        # user axis sharded over d devices (``shard_users`` pads m so that d divides
+        # m / num_chunks), each device holds its own m / (d·num_chunks) users of every chunk, so
+        # the loop reads only local data and one all-reduce per chunk adds the devices' sums.
+        # Contiguous slices of a sharded axis make XLA all-gather every user onto every device.
+        def add_strided(b, total):
+            return total + per_chunk(strided_users(pop, b, num_chunks))
+
+        zeros = jnp.zeros(pop.num_responses, pop.weights.dtype)
+        return jax.lax.fori_loop(0, num_chunks, add_strided, zeros)
 
     def add_chunk(i, total):
         start = jnp.minimum(i * chunk, m - chunk)
