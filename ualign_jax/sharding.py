@@ -267,7 +267,9 @@ def shard_users(pop, mesh: Mesh | None = None, process_local: bool = False, user
             )
         batched = pop.ndim + axis > 0
         check_prompts(pop.shape, batched)
-        return _place(pop, spec(pop.ndim, axis, batched), process_local, global_shape(pop.shape, axis))
+        return _place(
+            pop, spec(pop.ndim, axis, batched), process_local, global_shape(pop.shape, axis)
+        )
 
     batched = bool(pop.batch_shape)
     check_prompts(pop.batch_shape, batched)
