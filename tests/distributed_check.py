@@ -5,13 +5,13 @@
 collectives) into one run of 2 x 2 = 4 global devices, shard prompts and users over them (every
 process holding the full batch, and each holding only its own slice), gather the results with
 ``multihost_utils.process_allgather`` and compare them with the same calls on one local device.
-Process 0 prints one line ``REPORT {json}`` (gloo prints its own lines too): ``{check: largest absolute difference}`` plus ``"shards"`` and
-``"memory"`` facts; any failure exits non-zero.
+Process 0 prints one line ``REPORT {json}`` (gloo prints its own lines too): ``{check: largest
+absolute difference}`` plus ``"shards"``, ``"memory"`` and ``"cpu_seconds"`` facts; any failure
+exits non-zero.
 """
 
 import json
 import sys
-
 import time
 
 import jax
