@@ -11,8 +11,11 @@ exits non-zero.
 """
 
 import json
+import shutil
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import jax
 
@@ -24,6 +27,7 @@ import numpy as np  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
 import ualign_jax as ua  # noqa: E402
+from ualign_jax import cli  # noqa: E402
 
 K = 3
 CLOCK = {"last": time.process_time()}
@@ -179,6 +183,24 @@ def main() -> None:
         report["rewards/users_local"] = difference(plain, ua.sample_rewards(local_scores, 2))
 
         lap(report, "rewards")
+
+    # The command line: `ualign solve --distributed` on both processes (already joined here).
+    folder = Path(tempfile.gettempdir()) / f"ualign-distributed-{port}"
+    if process == 0:
+        np.savez(folder.with_suffix(".npz"), utilities=utilities.astype(np.float32))
+    multihost_utils.sync_global_devices("data")
+    argv = ["solve", str(folder.with_suffix(".npz")), "--k", "2", "--steps", "50", "--x64"]
+    code = cli.main([*argv, "--out", str(folder), "--quiet", "--distributed"])
+    multihost_utils.sync_global_devices("cli")
+    if process == 0:
+        written = json.loads((folder / "policy.json").read_text())["policy"]
+        alone = ua.solve(ua.RankingPopulation(utilities.astype(np.float32)), 2, steps=50).policy
+        report["cli/solve"] = (
+            difference(np.asarray(written, np.float32), alone) if code == 0 else 1.0
+        )
+        shutil.rmtree(folder)
+        folder.with_suffix(".npz").unlink()
+    lap(report, "cli")
 
     multihost_utils.sync_global_devices("done")
     if process == 0:

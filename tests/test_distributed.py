@@ -70,8 +70,8 @@ def test_two_processes_give_the_one_process_results(report):
     checks = {name: value for name, value in report.items() if "/" in name}
     groups = {name.split("/")[0] for name in checks}
     expected = {"prompts", "prompts_local", "users", "users_local", "users_luce", "grid"}
-    assert expected | {"users_big"} <= groups, groups
-    assert len(checks) >= 3 * 2 + 8 * 2 + 1 + 2 + 1, sorted(checks)
+    assert expected | {"users_big", "cli"} <= groups, groups
+    assert len(checks) >= 3 * 2 + 8 * 2 + 1 + 2 + 1 + 1, sorted(checks)
     for name, value in checks.items():
         assert value <= FLOAT32_TOLERANCE, (name, value)
 
@@ -132,3 +132,20 @@ def test_bad_meshes_and_arguments_are_refused():
         ua.shard_users(ua.DenseGame([[0.5, 1.0], [0.0, 0.5]]))
     with pytest.raises(ValueError, match="no cluster found"):
         initialize_distributed(environ={})
+
+
+def test_cli_distributed_outside_a_cluster_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    from ualign_jax import cli
+    from ualign_jax.sharding import CLUSTER_VARIABLES
+
+    for name in CLUSTER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    data = tmp_path / "users.npz"
+    np.savez(data, utilities=np.eye(3))
+    argv = ["solve", str(data), "--k", "2", "--out", str(tmp_path / "out"), "--distributed"]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert (
+        error.startswith("ualign: error: --distributed: no cluster found")
+        and error.count("\n") == 1
+    )

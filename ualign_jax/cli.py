@@ -323,9 +323,20 @@ def print_demo(report) -> None:
 def run_solve(args) -> dict:
     import ualign_jax as ua  # noqa: PLC0415
 
+    if args.distributed:  # before any JAX work: join the cluster (ualign_jax.sharding)
+        try:
+            ua.initialize_distributed()
+        except ValueError as err:
+            raise UsageError(str(err)) from err
     pop = load_data(args.data, args.x64)
     if pop.batch_shape:
         raise UsageError(f"{args.data}: one prompt expected")
+    if args.distributed:  # every process loaded the file: split the users over all devices
+        import jax  # noqa: PLC0415
+
+        pop = ua.shard_users(pop, ua.user_mesh())
+        if jax.process_index() != 0:  # process 0 alone writes and prints
+            args.out, args.quiet, args.json = None, True, False
     progress = Progress(1, "solving", not (args.quiet or args.json))
     checkpointing = {}
     if args.checkpoint is not None:
@@ -335,6 +346,7 @@ def run_solve(args) -> dict:
     (sol,) = solve_for_each_k(
         pop, [args.k], args.method, args.steps, args.tol, progress, **checkpointing
     )
+    sol = ua.sharding.gather(sol) if args.distributed else sol
     policy = np.asarray(sol.policy)
     report = {
         "data": str(args.data),
@@ -351,6 +363,8 @@ def run_solve(args) -> dict:
         "policy": _named(pop, policy),
         **provenance(),
     }
+    if args.out is None:  # a --distributed process other than 0
+        return report
     with atomic_output(Path(args.out)) as staging:
         write_json(
             staging / "policy.json", {"policy": policy.tolist(), "names": list(report["policy"])}
@@ -471,6 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-every", type=int, default=None, help="steps between checkpoints (1000)"
     )
     solve.add_argument("--x64", action="store_true", help="compute in float64")
+    solve.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join the jax.distributed cluster in the environment (SLURM, Open MPI, TPU pod, "
+        "JAX_COORDINATOR_ADDRESS) and split the users over all its devices",
+    )
     solver(solve)
     common(solve)
 

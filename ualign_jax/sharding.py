@@ -52,6 +52,7 @@ __all__ = [
     "shard_prompts",
     "shard_users",
     "initialize_distributed",
+    "gather",
 ]
 
 #: The name of the mesh axis prompts are sharded over.
@@ -312,23 +313,50 @@ CLUSTER_VARIABLES = (
 )
 
 
+def _already_initialized() -> bool:
+    try:
+        from jax._src import distributed  # noqa: PLC0415
+
+        return distributed.global_state.client is not None
+    except (ImportError, AttributeError):  # pragma: no cover - JAX internals moved
+        return False
+
+
 def initialize_distributed(environ=None) -> int:
     """Join this process to a ``jax.distributed`` cluster described by the environment.
 
     ``jax.distributed.initialize()`` reads the coordinator and process ids from a SLURM job, an
     Open MPI launch, a Cloud TPU pod or ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` /
-    ``JAX_PROCESS_ID``. Returns the number of processes.
+    ``JAX_PROCESS_ID``. Call it before any other JAX work; a process already joined is left as it
+    is. Returns the number of processes.
 
     Raises:
         ValueError: when none of those variables is set (``ualign solve --distributed`` outside
             a cluster job).
     """
     environ = os.environ if environ is None else environ
-    found = [name for name in CLUSTER_VARIABLES if environ.get(name)]
-    if not found:
-        raise ValueError(
-            "--distributed: no cluster found in the environment (set JAX_COORDINATOR_ADDRESS, "
-            "JAX_NUM_PROCESSES and JAX_PROCESS_ID, or run under SLURM, Open MPI or a TPU pod)"
-        )
-    jax.distributed.initialize()
+    if not _already_initialized():
+        found = [name for name in CLUSTER_VARIABLES if environ.get(name)]
+        if not found:
+            raise ValueError(
+                "--distributed: no cluster found in the environment (set "
+                "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, or run under "
+                "SLURM, Open MPI or a TPU pod)"
+            )
+        jax.distributed.initialize()
     return jax.process_count()
+
+
+def gather(tree):
+    """``tree`` with every array readable on this process: arrays spread over processes are
+    gathered whole (``multihost_utils.process_allgather``); others are left as they are."""
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+
+    def whole(leaf):
+        if isinstance(leaf, jax.Array) and not (
+            leaf.is_fully_addressable or leaf.is_fully_replicated
+        ):
+            return multihost_utils.process_allgather(leaf, tiled=True)
+        return leaf
+
+    return jax.tree.map(whole, tree)
