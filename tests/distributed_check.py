@@ -194,10 +194,8 @@ def main() -> None:
     multihost_utils.sync_global_devices("cli")
     if process == 0:
         written = json.loads((folder / "policy.json").read_text())["policy"]
-        alone = ua.solve(ua.RankingPopulation(utilities.astype(np.float32)), 2, steps=50).policy
-        report["cli/solve"] = (
-            difference(np.asarray(written, np.float32), alone) if code == 0 else 1.0
-        )
+        alone = ua.solve(ua.RankingPopulation(utilities.astype(np.float64)), 2, steps=50).policy
+        report["cli/solve64"] = difference(np.asarray(written), alone) if code == 0 else 1.0
         shutil.rmtree(folder)
         folder.with_suffix(".npz").unlink()
     lap(report, "cli")
