@@ -36,7 +36,7 @@ WEAK = [(1, 1), (1, 2), (1, 4), (2, 1), (2, 2)]
 
 SIZES = {
     "quick": {"users": 40_000, "responses": 16, "per_device": 4096, "steps": 5},
-    "full": {"users": 20_000_000, "responses": 16, "per_device": 262_144, "steps": 20},
+    "full": {"users": 10_000_000, "responses": 16, "per_device": 262_144, "steps": 20},
 }
 
 
@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-largest", action="store_true")
+    parser.add_argument("--skip-weak", action="store_true")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per configuration")
     # worker-only options
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -186,7 +188,7 @@ def main() -> None:
         "quick": args.quick,
         "weak": [],
     }
-    for processes, devices in WEAK:
+    for processes, devices in [] if args.skip_weak else WEAK:
         users = per_device * processes * devices
         row = launch(processes, devices, users, args, args.timeout)
         result["weak"].append(row)
@@ -195,8 +197,8 @@ def main() -> None:
             f"{row['ms_per_step']:.4g} ms/step",
             file=sys.stderr,
         )
-    base = result["weak"][0]["ms_per_step"]
     for row in result["weak"]:
+        base = result["weak"][0]["ms_per_step"]
         row["efficiency"] = base / row["ms_per_step"]
     if not args.skip_largest:
         row = launch(1, 4, args.users, args, args.timeout)
@@ -209,7 +211,11 @@ def main() -> None:
         )
     result["load_average_at_end"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("scale_quick.json" if args.quick else "scale.json")
+    path = (
+        Path(args.out)
+        if args.out
+        else RESULTS / ("scale_quick.json" if args.quick else "scale.json")
+    )
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}", file=sys.stderr)
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import ualign_jax as ua
-from ualign_jax.payoffs import chunked_user_sum, strided_users
+from ualign_jax.payoffs import StridedChunk, chunked_user_sum, strided_users
 from ualign_jax.sharding import initialize_distributed, user_chunk_for
 
 #: float32 results equal the one-device ones to this (sums over users in another order).
@@ -91,9 +91,18 @@ def test_strided_chunks_tile_the_users():
     sub = strided_users(pop, 1, 2)
     assert sub.utilities[:, 0].tolist() == [2.0, 6.0, 10.0]
     assert sub.order.shape == (2, 3) and sub.rank.shape == (3, 2)
+    strided = ua.sharding._with_chunk(pop, StridedChunk(3))
+    assert strided.user_chunk == StridedChunk(3) and strided.user_chunk != 3
     seen = []
-    chunked_user_sum(pop.with_user_chunk(3), lambda p: seen.append(p.num_users) or jnp.zeros(2))
-    assert seen == [3]  # strided: one traced chunk of 3 users, run twice by the loop
+    chunked_user_sum(strided, lambda p: seen.append(p.utilities[:, 0]) or jnp.zeros(2))
+    assert seen[0].shape == (3,)  # one traced chunk of 3 strided users, run twice by the loop
+    policy = jnp.asarray([0.3, 0.7])
+    np.testing.assert_allclose(
+        ua.response_payoffs(strided, policy, 2),
+        ua.response_payoffs(pop.with_user_chunk(3), policy, 2),
+        rtol=0,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("m", [1, 7, 64, 200, 5000])

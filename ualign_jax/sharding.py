@@ -40,6 +40,7 @@ from .payoffs import (
     USER_AXES,
     USER_BLOCK,
     USER_SLICE,
+    StridedChunk,
     user_chunk_size,
 )
 from .populations import PlackettLucePopulation, RankingPopulation
@@ -174,6 +175,15 @@ def user_chunk_for(pop, devices: int, num_users: int | None = None) -> int:
     return -(-per_device // USER_BLOCK) * USER_BLOCK * devices
 
 
+def _with_chunk(pop, chunk: StridedChunk):
+    """``pop`` with ``user_chunk = chunk`` (kept a :class:`StridedChunk`; arrays shared)."""
+    copy = object.__new__(type(pop))
+    for field in dataclasses.fields(pop):
+        value = chunk if field.name == "user_chunk" else getattr(pop, field.name)
+        object.__setattr__(copy, field.name, value)
+    return copy
+
+
 def _pad_users(pop, num_users: int):
     """``pop`` with copies of its last user, weight 0, appended up to ``num_users`` users."""
     extra = num_users - pop.num_users
@@ -289,7 +299,7 @@ def shard_users(pop, mesh: Mesh | None = None, process_local: bool = False, user
     global_users = local_users * user_slices
     chunk = user_chunk_for(pop, devices, global_users)
     padded = -(-global_users // chunk) * chunk
-    pop = _pad_users(pop, padded // user_slices).with_user_chunk(chunk)
+    pop = _with_chunk(_pad_users(pop, padded // user_slices), StridedChunk(chunk))
     names = [f.name for f in dataclasses.fields(pop) if f.name in USER_AXES]
     placed = []
     for name in names:
