@@ -117,6 +117,14 @@ def test_user_chunks_split_evenly_over_devices(m):
         assert padded - m < max(64, -(-m // devices)) * devices, (m, devices, chunk)
 
 
+def test_only_the_pairwise_engine_caps_the_chunk():
+    # 20,000 x 16 ranking users use the scan engine: one chunk of about 2^22 / 16 users.
+    large = ua.RankingPopulation(np.zeros((20_000, 16), np.float32))
+    assert user_chunk_for(large, 4) == 20_224  # 5056 users per device, a multiple of 64
+    small = ua.RankingPopulation(np.zeros((4096, 16), np.float32))
+    assert user_chunk_for(small, 4) == 1024  # pairwise: one USER_SLICE product per chunk
+
+
 def test_padded_users_change_nothing():
     rng = np.random.default_rng(1)
     pop = ua.RankingPopulation(rng.integers(0, 3, (7, 4)).astype(np.float64), rng.random(7))

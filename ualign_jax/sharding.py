@@ -36,11 +36,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .payoffs import (
-    PAIRWISE_MAX_RESPONSES,
     USER_AXES,
     USER_BLOCK,
     USER_SLICE,
     StridedChunk,
+    ranking_engine,
     user_chunk_size,
 )
 from .populations import PlackettLucePopulation, RankingPopulation
@@ -160,12 +160,15 @@ def user_chunk_for(pop, devices: int, num_users: int | None = None) -> int:
     of a sharded axis would move data between devices).
     """
     target = user_chunk_size(pop)
-    if isinstance(pop, RankingPopulation) and pop.num_responses <= PAIRWISE_MAX_RESPONSES:
+    num_users = pop.num_users if num_users is None else num_users
+    pairwise = isinstance(pop, RankingPopulation) and (
+        ranking_engine(pop.num_responses, num_users) == "pairwise"
+    )
+    if pairwise:
         target = min(target, max(USER_SLICE, devices * USER_BLOCK))
     if isinstance(pop, PlackettLucePopulation):  # one vectorised block per chunk (see payoffs)
         per_user = (pop.quadrature_nodes + 1) * pop.num_responses
         target = min(target, max(1, (8 * 2**20) // per_user))
-    num_users = pop.num_users if num_users is None else num_users
     per_device = -(-num_users // devices)
     if per_device <= USER_BLOCK:
         return per_device * devices
