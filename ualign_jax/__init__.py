@@ -85,7 +85,7 @@ def _load_everything() -> None:
         RankingPopulation,
         SampledPopulation,
     )
-    from .sharding import prompt_mesh, shard_prompts
+    from .sharding import initialize_distributed, prompt_mesh, shard_prompts, shard_users, user_mesh
     from .solve import METHODS, OUTCOMES, Solution, Trace, solve
     from .trainer import (
         Trainer,
@@ -126,6 +126,9 @@ sys.modules[__name__].__class__ = _Package
 __version__ = "0.1.0"
 
 __all__ = [
+    "initialize_distributed",
+    "shard_users",
+    "user_mesh",
     "averaged",
     "optimistic",
     "sampled_impartial_culture",

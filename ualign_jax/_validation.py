@@ -14,7 +14,10 @@ import numpy as np
 
 
 def is_concrete(x) -> bool:
-    """True when ``x`` holds values we can inspect (not a tracer inside jit/vmap/grad)."""
+    """True when ``x`` holds values we can inspect (not a tracer inside jit/vmap/grad, nor an
+    array spread over several processes, whose values no single process can read)."""
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+        return x.is_fully_addressable or x.is_fully_replicated
     return not isinstance(x, jax.core.Tracer)
 
 

@@ -582,9 +582,20 @@ SOLVE_OUTPUTS = (
 def run_solve(args) -> dict:
     import ualign_jax as ua  # noqa: PLC0415
 
+    if args.distributed:  # before any JAX work: join the cluster (ualign_jax.sharding)
+        try:
+            ua.initialize_distributed()
+        except ValueError as err:
+            raise UsageError(str(err)) from err
     pop = load_data(args.data, args.x64)
     if pop.batch_shape:
         raise UsageError(f"{args.data}: one prompt expected")
+    if args.distributed:  # every process loaded the file: split the users over all devices
+        import jax  # noqa: PLC0415
+
+        pop = ua.shard_users(pop, ua.user_mesh())
+        if jax.process_index() != 0:  # process 0 alone writes and prints
+            args.out, args.quiet, args.json = None, True, False
     progress = Progress(1, "solving", not (args.quiet or args.json))
     checkpointing = {}
     if args.checkpoint is not None:
@@ -593,6 +604,10 @@ def run_solve(args) -> dict:
     (sol,) = solve_for_each_k(
         pop, [args.k], args.method, args.steps, args.tol, progress, **checkpointing
     )
+    if args.distributed:  # bring the solution's arrays to every process
+        from ualign_jax.sharding import gather  # noqa: PLC0415
+
+        sol = gather(sol)
     policy = np.asarray(sol.policy)
     names = _names(pop)
     method = args.method or default_method()
@@ -613,6 +628,8 @@ def run_solve(args) -> dict:
         "policy": _by_position(names, policy),
         **provenance(),
     }
+    if args.out is None:  # a --distributed process other than 0
+        return report
     trace = sol.recorded_trace()
     label = f"{Path(args.data).name}, k={args.k}, {method}"
 
@@ -906,6 +923,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="steps between checkpoints (default: 1000)",
     )
     solve.add_argument("--x64", action="store_true", help="compute in float64 (default: float32)")
+    solve.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join the jax.distributed cluster in the environment (SLURM, Open MPI, TPU pod, "
+        "JAX_COORDINATOR_ADDRESS) and split the users over all its devices",
+    )
     solver(solve)
     common(solve)
 
