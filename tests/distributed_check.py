@@ -189,7 +189,17 @@ def main() -> None:
     if process == 0:
         np.savez(folder.with_suffix(".npz"), utilities=utilities.astype(np.float32))
     multihost_utils.sync_global_devices("data")
-    argv = ["solve", str(folder.with_suffix(".npz")), "--k", "2", "--steps", "50", "--x64"]
+    argv = [
+        "solve",
+        str(folder.with_suffix(".npz")),
+        "--k",
+        "2",
+        "--steps",
+        "50",
+        "--tol",
+        "0",
+        "--x64",
+    ]
     code = cli.main([*argv, "--out", str(folder), "--quiet", "--distributed"])
     multihost_utils.sync_global_devices("cli")
     if process == 0:

@@ -104,6 +104,11 @@ def __getattr__(name: str):
     if name in __all__:
         _load_everything()
         return globals()[name]
+    try:  # a submodule (ua.payoffs, ua.sharding, ...): import it on first use
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":
+            raise
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
