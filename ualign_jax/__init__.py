@@ -58,6 +58,7 @@ from .payoffs import (
     count_form,
     count_form_payoffs,
     monte_carlo_payoffs,
+    payoff_function,
     response_payoffs,
     win_tensor,
 )
@@ -122,6 +123,7 @@ __all__ = [
     "count_form_payoffs",
     "exploitability",
     "monte_carlo_payoffs",
+    "payoff_function",
     "response_payoffs",
     "robust_win_rate",
     "robust_win_rate_bounds",
