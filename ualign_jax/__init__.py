@@ -74,6 +74,7 @@ def _load_everything() -> None:
         count_form,
         count_form_payoffs,
         monte_carlo_payoffs,
+        payoff_function,
         response_payoffs,
         win_tensor,
     )
@@ -131,6 +132,7 @@ sys.modules[__name__].__class__ = _Package
 __version__ = "0.1.0"
 
 __all__ = [
+    "payoff_function",
     "initialize_distributed",
     "shard_users",
     "user_mesh",

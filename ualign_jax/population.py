@@ -121,43 +121,43 @@ class Population(eqx.Module):
         Call it outside a loop over policies (as ``solve`` does) so that work that depends only
         on the population (a sort, say) is not repeated at every step.
         """
-        raise self._unavailable("exact payoffs")
+        raise self._unavailable("exact payoffs (response_payoffs)")
 
     def win_tensor_one(self, num_players: int) -> Float[Array, "..."]:
         """The dense win tensor ``[n] * num_players`` of one prompt."""
-        raise self._unavailable("the win tensor")
+        raise self._unavailable("win_tensor")
 
     def count_table(self, counts, multisets, k: int) -> Float[Array, "n R"]:
         """``table[y, r]``: payoff of ``y`` against the opponent multiset ``multisets[r]``."""
-        raise self._unavailable("the count form")
+        raise self._unavailable("count_form")
 
     def expected_picks(self, key, pools: Int[Array, "P N"]) -> Float[Array, " P"]:
         """Pick probability of position 0 of each pool: the expectation over users when they are
         finitely many, else for one user drawn with ``key`` (one prompt)."""
-        raise self._unavailable("Monte Carlo picks")
+        raise self._unavailable("monte_carlo_payoffs")
 
     def designated_values(self, own, other, k: int, ell: int) -> Float[Array, " n"]:
         """Payoff of one position holding ``y`` against ``k-1`` draws of ``own`` and ``ell`` of
         ``other`` (the ``ell > 1`` win rate, docs/theory.md §2)."""
-        raise self._unavailable("win rates against several-output opponents")
+        raise self._unavailable("win_rate against several-output opponents (k > 1, ell > 1)")
 
     def set_wins(self, policy, k: int, sets) -> Float[Array, " S"]:
         """``WR(S, π^{⊗k})`` for each opponent multiset ``S`` (rows of ``sets``)."""
-        raise self._unavailable("robust win rates against several-output opponents")
+        raise self._unavailable("robust_win_rate against several-output opponents (ell > 1)")
 
     def greedy_parts(self, policies, k: int, ell: int):
         """``(init, add, value)`` for the greedy ``ell``-output opponent of
         ``metrics.robust_win_rate_bounds``: a per-user summary of a multiset, how adding a
         response updates it, and the ``[T, m]`` shares it wins against each policy row."""
-        raise self._unavailable("certified robust-win-rate bounds")
+        raise self._unavailable("robust_win_rate_bounds (it needs ranking or Plackett–Luce users)")
 
     def _unavailable(self, what: str) -> ValueError:
         if not self.exact:
             return ValueError(
-                f"{type(self).__name__}: {what} not available, exact values are not available; "
+                f"{type(self).__name__}: {what} is not available, exact values are not available; "
                 "use monte_carlo_payoffs for an estimate with a standard error"
             )
-        return ValueError(f"{what} not available for a {type(self).__name__}")
+        return ValueError(f"{what} is not available for a {type(self).__name__}")
 
 
 # --------------------------------------------------------------------------- shared helpers
