@@ -47,7 +47,10 @@ def best_time(fn, repeats=30, rounds=5):
 
 
 def numpy_closed_form(order, rank, weights, policy, k):
-    """The THEORY §3 closed form in NumPy for strict rankings: ``order``/``rank`` are ``[m, n]``."""
+    """The closed form of docs/theory.md §3 in NumPy for strict rankings.
+
+    ``order``/``rank`` are ``[m, n]``.
+    """
     in_order = policy[order]
     x = np.clip(np.cumsum(in_order, axis=1), 0.0, 1.0)
     r = np.divide(in_order, x, out=np.zeros_like(x), where=x > 0)

@@ -1,4 +1,4 @@
-"""THEORY T1–T5 hold numerically (the same checks `ualign reproduce` prints)."""
+"""docs/theory.md §4 (T1–T5) hold numerically (the same checks `ualign reproduce` prints)."""
 
 import pytest
 

@@ -1,9 +1,9 @@
 """The ``ualign`` command: solve alignment games on preference data, evaluate, reproduce, plot.
 
 Subcommands: ``demo`` (the main job on the bundled sushi data), ``solve``, ``evaluate``,
-``train`` (simulated RL from sampled groups, refereed exactly), ``reproduce`` (THEORY T1–T5
-checked numerically) and ``bench``. Bad input exits with code 2 and
-one line naming the file, line or option; output folders are checked before any work, written
+``train`` (simulated RL from sampled groups, refereed exactly), ``reproduce`` (docs/theory.md §4
+(T1–T5) checked numerically) and ``bench``. Bad input exits with code 2 and one line naming the
+file, line or option; output folders are checked before any work, written
 into a staging folder beside the real target and swapped in whole (:func:`write_outputs`);
 Ctrl-C exits with code 130 at once, leaving no partial files. JAX loads only once a command
 runs, so ``ualign --help`` is immediate. Helpers meant for reuse by further subcommands:
@@ -967,7 +967,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--x64", action="store_true", help="compute in float64")
     common(train)
 
-    reproduce = sub.add_parser("reproduce", help="check THEORY T1-T5 numerically")
+    reproduce = sub.add_parser("reproduce", help="check docs/theory.md §4 (T1-T5) numerically")
     common(reproduce)
 
     bench = sub.add_parser("bench", help="run the benchmark suite (quick unless --full)")

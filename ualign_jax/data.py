@@ -1,6 +1,6 @@
 """PrefLib ranking data: a strict reader for ``.soc .soi .toc .toi`` files and bundled data sets.
 
-PrefLib format (THEORY §6): header lines ``# KEY: value``; every other line is
+PrefLib format (docs/theory.md §6): header lines ``# KEY: value``; every other line is
 ``count: a,b,{c,d},e`` -- a ranking, best first, of alternatives numbered from 1, where braces tie
 a group, given by ``count`` voters. In incomplete orders (``.soi``, ``.toi``) the alternatives a
 line leaves out tie together below every ranked one.

@@ -1,4 +1,4 @@
-"""Exact evaluation: win rates, exploitability, robust win rates (THEORY §2–4).
+"""Exact evaluation: win rates, exploitability, robust win rates (docs/theory.md §2–4).
 
 ``WR(A, B)`` is the expected total pick probability of ``A``'s positions in the pool ``A ⊕ B``;
 ``WR(A, B) + WR(B, A) = 1``. ``A`` and ``B`` are products ``π^{⊗k}`` or ``ProductMixture``s.
@@ -42,7 +42,7 @@ MAX_OPPONENT_ENTRIES = 2**28
 
 
 def win_rate(pop, policy, k, opponent, ell=1) -> Float[Array, "*batch"]:
-    """``WR(A, B)`` of ``A = policy^{⊗k}`` against ``B = opponent^{⊗ell}`` (THEORY §2).
+    """``WR(A, B)`` of ``A = policy^{⊗k}`` against ``B = opponent^{⊗ell}`` (docs/theory.md §2).
 
     Either side may be a ``ProductMixture``. With ``ell = 1`` (or ``k = 1``) this is one call to
     the closed-form payoffs; otherwise ``k Σ_y π_y v(y)`` with ``v`` the payoff of one

@@ -1,4 +1,6 @@
-"""Policies: single-output ``π ∈ Δ(Y)`` and mixtures of products ``Σ_t α_t π_t^{⊗k}`` (THEORY §1).
+"""Policies: single-output ``π ∈ Δ(Y)`` and mixtures of products ``Σ_t α_t π_t^{⊗k}``.
+
+See docs/theory.md §1.
 
 A plain array ``[..., n]`` is a policy; its k-output model is ``π^{⊗k}`` (k i.i.d. draws). A
 :class:`ProductMixture` draws an index ``t ~ α`` once, then k i.i.d. draws from ``π_t``. Every
