@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -36,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE))
 
+from payoff_speed import best_time  # noqa: E402
 from suite import read_bandwidth  # noqa: E402
 
 import ualign_jax as ua  # noqa: E402
@@ -43,18 +43,6 @@ from ualign_jax.training import best_share_table  # noqa: E402
 
 FULL = {"prompts": 4096, "judges": 64, "samples": 16, "k": 4}
 QUICK = {"prompts": 64, "judges": 8, "samples": 8, "k": 3}
-
-
-def best_time(fn, repeats: int, rounds: int = 3) -> float:
-    """Best mean over ``rounds`` of ``repeats`` calls, in seconds (after one warm-up call)."""
-    fn()
-    best = np.inf
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return best
 
 
 def numpy_pairwise(scores: np.ndarray, k: int, weights: np.ndarray) -> np.ndarray:
@@ -97,9 +85,11 @@ def benchmark(size: dict, repeats: int) -> dict:
     ours = np.asarray(rewards(device_scores, device_weights))
     by_pairs = numpy_pairwise(scores, k, weights)
     by_sort = numpy_sorted(scores, k, weights)
-    t_jax = best_time(lambda: rewards(device_scores, device_weights).block_until_ready(), repeats)
-    t_pairs = best_time(lambda: numpy_pairwise(scores, k, weights), max(1, repeats // 10))
-    t_sort = best_time(lambda: numpy_sorted(scores, k, weights), max(1, repeats // 10))
+    t_jax = best_time(
+        lambda: rewards(device_scores, device_weights).block_until_ready(), repeats, rounds=3
+    )
+    t_pairs = best_time(lambda: numpy_pairwise(scores, k, weights), max(1, repeats // 10), rounds=3)
+    t_sort = best_time(lambda: numpy_sorted(scores, k, weights), max(1, repeats // 10), rounds=3)
     bandwidth = read_bandwidth()
     roofline = scores.nbytes / bandwidth
     t_numpy = min(t_pairs, t_sort)

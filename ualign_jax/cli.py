@@ -348,6 +348,16 @@ def write_json(path: Path, payload) -> None:
     path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
 
 
+def write_policy(path: Path, policy, names: list[str], report: dict) -> None:
+    """``policy.json``: probabilities by position, the names, and the k, method, data and
+    exploitability of the run (``report``) that made it; ``evaluate`` reads them back."""
+    fields = ("k", "method", "data", "exploitability")
+    write_json(
+        path,
+        {"policy": np.asarray(policy).tolist(), "names": names} | {f: report[f] for f in fields},
+    )
+
+
 def _jsonable(value):
     if isinstance(value, np.generic | np.ndarray):
         return value.tolist()
@@ -634,17 +644,7 @@ def run_solve(args) -> dict:
     label = f"{Path(args.data).name}, k={args.k}, {method}"
 
     def write(folder: Path) -> None:
-        write_json(
-            folder / "policy.json",
-            {
-                "policy": policy.tolist(),
-                "names": names,
-                "k": args.k,
-                "method": method,
-                "data": str(args.data),
-                "exploitability": report["exploitability"],
-            },
-        )
+        write_policy(folder / "policy.json", policy, names, report)
         np.savez(
             folder / "mixture.npz",
             policies=np.asarray(sol.mixture.policies),
@@ -1082,17 +1082,7 @@ def run_train(args) -> dict:
     }
 
     def write(folder: Path) -> None:
-        write_json(
-            folder / "policy.json",
-            {
-                "policy": policy.tolist(),
-                "names": names,
-                "k": args.k,
-                "method": trainer.TRAIN_METHOD,
-                "data": str(args.data),
-                "exploitability": report["exploitability"],
-            },
-        )
+        write_policy(folder / "policy.json", policy, names, report)
         write_json(folder / "training.json", report)
         write_json(folder / "report.json", report)
         ua.plotting.plot_training(
