@@ -1651,13 +1651,15 @@ def test_the_docstring_lists_every_bad_input():
 
 
 def test_plackett_luce_with_a_wide_log_weight_range():
-    """Spreads the dtype can hold give correct payoffs (more quadrature nodes); wider ones are
-    refused by name (they once gave NaN from ~745 in float64 and ~100 in float32)."""
+    """Spreads the dtype can hold give correct payoffs (with ``max_spread``, more quadrature
+    nodes); wider ones are refused by name (they once gave NaN from ~745 in float64 and ~100 in
+    float32), and so are spreads past the default ``max_spread`` without it."""
     for spread, dtype in ((300.0, np.float64), (690.0, np.float64), (70.0, np.float32)):
-        pop = ua.PlackettLucePopulation(np.array([[0.0, spread, spread / 2]], dtype))
+        wide = np.array([[0.0, spread, spread / 2]], dtype)
+        pop = ua.PlackettLucePopulation(wide, max_spread=max(spread, 60.0))
         u = ua.response_payoffs(pop, PI.astype(dtype), 2)
         check_payoffs(None, None, PI, 2, np.asarray(u, np.float64), atol=1e-5)
-    for spread, dtype in ((800.0, np.float64), (120.0, np.float32)):
+    for spread, dtype in ((800.0, np.float64), (120.0, np.float32), (300.0, np.float64)):
         rejects(
             lambda s=spread, d=dtype: ua.PlackettLucePopulation(np.array([[0.0, s, s / 2]], d)),
             "log_weights spread",

@@ -1,6 +1,7 @@
 """The population interface: conformance of every kind, pytrees that cannot go stale, explicit
 engine settings, one-sided gradients at policy zeros, key-first Monte Carlo, traced k."""
 
+import functools
 import importlib
 
 import equinox as eqx
@@ -205,8 +206,10 @@ def test_gradient_at_a_zero_of_the_policy_is_the_one_sided_derivative(make):
 def test_plackett_luce_nodes_come_from_the_dtype_or_max_spread():
     f32 = ua.PlackettLucePopulation(np.zeros((1, 3), np.float32))
     f64 = ua.PlackettLucePopulation(np.zeros((1, 3)))
-    assert f32.quadrature_nodes == 256 and f64.quadrature_nodes == 2304
-    assert ua.PlackettLucePopulation(np.zeros((1, 3)), max_spread=60).quadrature_nodes == 256
+    assert f32.quadrature_nodes == 256 and f64.quadrature_nodes == 256  # 77 and 60 nats
+    assert ua.PlackettLucePopulation(np.zeros((1, 3)), max_spread=698).quadrature_nodes == 2304
+    with pytest.raises(ValueError, match="pass max_spread=61"):  # the float64 default, 60
+        ua.PlackettLucePopulation(np.array([[0.0, 60.5]]))
     with pytest.raises(ValueError, match="underflows float32"):
         ua.PlackettLucePopulation(np.array([[0.0, 80.0]], np.float32))
     with pytest.raises(ValueError, match="max_spread=60"):
@@ -221,16 +224,15 @@ def test_plackett_luce_is_accurate_at_the_widest_spread_of_each_dtype():
         s = np.concatenate(
             [np.zeros((2, 1)), -spread * rng.random((2, 3)), -np.full((2, 1), spread)], 1
         )
-        exact = ua.win_tensor(ua.PlackettLucePopulation(s), 3)  # float64 reference: brute force
+        wide = functools.partial(ua.PlackettLucePopulation, max_spread=spread)
+        exact = ua.win_tensor(wide(s), 3)  # float64 reference: brute force
         pools = np.stack(np.meshgrid(*[np.arange(5)] * 3, indexing="ij"), -1).reshape(-1, 3)
         brute = np.mean(
             [np.exp(u[pools[:, 0]] - np.logaddexp.reduce(u[pools], axis=1)) for u in s], 0
         )
         np.testing.assert_allclose(np.asarray(exact).reshape(-1), brute, atol=1e-10)
         policy = rng.dirichlet(np.ones(5) * 0.3)
-        got = ua.response_payoffs(
-            ua.PlackettLucePopulation(s.astype(dtype)), policy.astype(dtype), 2
-        )
+        got = ua.response_payoffs(wide(s.astype(dtype)), policy.astype(dtype), 2)
         np.testing.assert_allclose(got, brute.reshape(5, 5, 5) @ policy @ policy, atol=tol)
 
 

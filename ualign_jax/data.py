@@ -20,6 +20,7 @@ problems of the whole file (no data lines, unknown data type) name the source on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -32,6 +33,7 @@ import numpy as np
 
 from ._safe_io import open_npz, read_json, read_npy, read_text
 from ._validation import float_dtype_arg
+from .plackett_luce import default_max_spread, spread_limit, spread_of
 from .populations import PlackettLucePopulation, RankingPopulation
 
 __all__ = [
@@ -668,8 +670,12 @@ def load_population(path: str | os.PathLike, dtype=None):
         )
     if kinds[0] == "utilities":
         make, values = RankingPopulation, _cast_utilities(values, dtype, f"{path}: 'utilities'")
-    else:
-        make, values = PlackettLucePopulation, jnp.asarray(values, dtype)
+    else:  # a file's spread is its own: build the quadrature for it (more nodes past 60 nats)
+        values = jnp.asarray(values, dtype)
+        spread = max(spread_of(values), default_max_spread(dtype))
+        make = functools.partial(
+            PlackettLucePopulation, max_spread=min(spread, spread_limit(dtype))
+        )
     try:
         return make(
             values,

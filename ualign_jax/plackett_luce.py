@@ -23,7 +23,13 @@ from ._numerics import chunked_user_sum, nonnegative, user_average
 from ._validation import as_float_array, check_finite, is_concrete
 from .population import UserTable, check_names, check_user_chunk, normalised_weights
 
-__all__ = ["PlackettLucePopulation", "PL_QUADRATURE_NODES", "pl_quadrature_nodes", "spread_limit"]
+__all__ = [
+    "PlackettLucePopulation",
+    "PL_QUADRATURE_NODES",
+    "default_max_spread",
+    "pl_quadrature_nodes",
+    "spread_limit",
+]
 
 #: Fewest trapezoid nodes (in log time) used; enough for log-weight spreads up to 60 in float64.
 PL_QUADRATURE_NODES = 256
@@ -56,12 +62,28 @@ def pl_quadrature_nodes(spread: float, dtype=np.float64) -> int:
     return int(PL_QUADRATURE_NODES * max(1, math.ceil(needed / PL_QUADRATURE_NODES - 1e-9)))
 
 
+def default_max_spread(dtype) -> float:
+    """The ``max_spread`` used when none is given: the widest spread the fewest nodes
+    (``PL_QUADRATURE_NODES``) cover in ``dtype``, at most :func:`spread_limit`.
+
+    Example: ``default_max_spread(jnp.float64)`` is 60.0 (256 nodes);
+    ``round(default_max_spread(jnp.float32))`` is 77 (float32's own limit, also 256 nodes).
+    """
+    step = _STEP_FLOAT64 * (2.0 if jnp.finfo(dtype).bits <= 32 else 1.0)
+    return min(PL_QUADRATURE_NODES * step - _EXTRA_SPAN, spread_limit(dtype))
+
+
+def spread_of(log_weights) -> float:
+    """The widest spread ``max s - min s`` within one user of concrete ``log_weights``."""
+    values = np.asarray(log_weights, np.float64)
+    return float(np.max(values.max(axis=-1) - values.min(axis=-1)))
+
+
 def _check_spread(log_weights, max_spread: float) -> None:
     """Refuse concrete log-weights whose spread within a user exceeds ``max_spread``."""
     if not is_concrete(log_weights):
         return
-    values = np.asarray(log_weights, np.float64)
-    spread = float(np.max(values.max(axis=-1) - values.min(axis=-1)))
+    spread = spread_of(log_weights)
     if spread > max_spread:
         limit = spread_limit(log_weights.dtype)
         if max_spread >= limit:
@@ -72,7 +94,8 @@ def _check_spread(log_weights, max_spread: float) -> None:
             )
         raise ValueError(
             f"log_weights spread {spread:.4g} within one user exceeds max_spread={max_spread:.4g}; "
-            "raise max_spread (more quadrature nodes)"
+            f"pass max_spread={math.ceil(spread)} (up to {limit:.0f} in {log_weights.dtype}; more "
+            "quadrature nodes, slower)"
         )
 
 
@@ -85,10 +108,11 @@ class PlackettLucePopulation(UserTable):
         names: optional ``n`` response names.
         user_chunk: users processed at a time by the payoffs (see ``RankingPopulation``).
         max_spread: the widest spread ``max s - min s`` within a user the quadrature is built
-            for; default (``None``) the widest the dtype represents (:func:`spread_limit`:
-            about 77 in float32, 698 in float64). It sets the number of trapezoid nodes
-            (:func:`pl_quadrature_nodes`: 256 in float32; 2304 by default in float64, 256 with
-            ``max_spread=60``). A concrete spread beyond it is refused; traced log-weights are
+            for; default (``None``) :func:`default_max_spread`: what 256 trapezoid nodes cover,
+            77 in float32 (all the dtype represents) and 60 in float64. Up to
+            :func:`spread_limit` (about 698 in float64) may be asked for; it sets the number of
+            nodes (:func:`pl_quadrature_nodes`: 2304 for 698 in float64, about 9x slower). A
+            concrete spread beyond it is refused with the value to pass; traced log-weights are
             clamped to ``max s - max_spread`` (a response further below gets weight
             ``exp(-max_spread)`` relative to the user's best), never NaN.
 
@@ -109,7 +133,7 @@ class PlackettLucePopulation(UserTable):
         check_finite(s, "log_weights")
         limit = spread_limit(s.dtype)
         if max_spread is None:
-            max_spread = limit
+            max_spread = default_max_spread(s.dtype)
         elif isinstance(max_spread, bool) or not isinstance(max_spread, int | float):
             raise ValueError(f"max_spread must be a positive number, got {max_spread!r}")
         elif not 0 < max_spread <= limit:
