@@ -42,7 +42,8 @@ def test_readme_opens_with_the_two_commands():
     commands = re.findall(r"```bash\n(.*?)\n```", text, re.S)
     assert commands[0] == "pip install -e . && ualign demo"
     assert commands[1] == (
-        'pip install -e ".[test]" && ruff check . && ruff format --check . && python -m pytest -n auto'
+        'pip install -e ".[test]" && ruff check . && ruff format --check . '
+        "&& python -m pytest -n auto"
     )
     assert "<!-- test-command -->\n```bash\n" + commands[1] in text
 
