@@ -369,6 +369,8 @@ from ualign_jax.cli import main as cli_main
 
 from . import brute_force as bf
 
+pytestmark = pytest.mark.fuzz  # deselect with -m 'not fuzz'
+
 FUZZ = settings(
     derandomize=True,
     deadline=None,

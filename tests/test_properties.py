@@ -2,10 +2,13 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ualign_jax as ua
+
+pytestmark = pytest.mark.property  # deselect with -m 'not property'
 
 M, N = 4, 5  # one shape, so each property compiles once
 SETTINGS = settings(max_examples=25, deadline=None)

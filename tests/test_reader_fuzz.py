@@ -20,6 +20,8 @@ from ualign_jax.checkpoint import load_checkpoint, save_checkpoint
 from ualign_jax.cli import main
 from ualign_jax.data import load_policy_file, load_population, load_preflib
 
+pytestmark = pytest.mark.fuzz  # deselect with -m 'not fuzz'
+
 DATASETS = Path(ua.__file__).parent / "datasets"
 NETFLIX = DATASETS / "00004-00000001.soc"
 TOI = (
