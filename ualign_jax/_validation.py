@@ -144,3 +144,57 @@ def static_count(k, name: str, minimum: int = 1) -> int:
     if isinstance(k, jax.core.Tracer):
         raise ValueError(f"{name} must be a Python int here (it sets an array shape), got a tracer")
     return check_count(k, name, minimum)
+
+
+#: Rows of utilities checked at a time by :func:`cast_keeping_ties` (bounds its extra memory).
+_CAST_CHECK_ENTRIES = 2**22
+
+
+def cast_keeping_ties(values: np.ndarray, dtype, source: str) -> jnp.ndarray:
+    """``values`` ``[..., m, n]`` as a ``dtype`` array; refuses a cast that changes a user's ties.
+
+    Rounding to ``dtype`` (and the flush of subnormals to zero that ranking populations apply)
+    is monotone, so it can only *merge* values: two
+    responses a user tells apart in the file would tie, and every win rate involving them
+    would be silently wrong (docs/theory.md §8). Sorting each row, a merge shows as adjacent
+    values that differ before the cast and are equal after it; overflow to ``inf`` is refused
+    too. Values that are already ties, and values a cast merely rounds, are accepted.
+    """
+    target = np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+    values = np.asarray(values)
+    flat = values.reshape(-1, values.shape[-1])  # users of every prompt, one row each
+    tiny = np.finfo(target).tiny
+    rows = max(1, _CAST_CHECK_ENTRIES // max(values.shape[-1], 1))
+    for start in range(0, flat.shape[0], rows):
+        block = flat[start : start + rows]
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = block.astype(target)
+        cast = np.where(np.abs(cast) < tiny, np.zeros((), target), cast)
+        overflow = np.isfinite(block) & ~np.isfinite(cast)
+        if overflow.any():
+            i, j = np.argwhere(overflow)[0]
+            raise ValueError(
+                f"{source}: utility {block[i, j]!r} of user {start + i}, response {j} is beyond "
+                f"the range of {target}; rescale the utilities or load with dtype=float64"
+            )
+        order = np.argsort(block, axis=-1, kind="stable")
+        before = np.take_along_axis(block, order, axis=-1)
+        after = np.take_along_axis(cast, order, axis=-1)
+        merged = (before[:, 1:] != before[:, :-1]) & (after[:, 1:] == after[:, :-1])
+        if merged.any():
+            i, j = np.argwhere(merged)[0]
+            a, b = order[i, j], order[i, j + 1]
+            if target == np.float64:
+                advice = "these values are subnormal; rescale the utilities"
+            else:
+                advice = (
+                    "load in float64 (dtype=float64 with jax_enable_x64 on; CLI: --x64) "
+                    "or rescale the utilities"
+                )
+            raise ValueError(
+                f"{source}: user {start + i} gives responses {min(a, b)} and {max(a, b)} the "
+                f"distinct utilities {before[i, j]!r} and {before[i, j + 1]!r}, which {target} "
+                f"rounds to the same value {after[i, j]!r}: the cast would create a tie that "
+                f"is not in the data; {advice}"
+            )
+    return jnp.asarray(values, dtype=target)

@@ -27,12 +27,11 @@ import re
 from importlib import resources
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._safe_io import open_npz, read_json, read_npy, read_text
-from ._validation import float_dtype_arg
+from ._validation import cast_keeping_ties, float_dtype_arg
 from .plackett_luce import default_max_spread, spread_limit, spread_of
 from .populations import PlackettLucePopulation, RankingPopulation
 
@@ -96,58 +95,6 @@ MERGED_NAME = "[{:,} alternatives no one ranked]"
 MAX_VOTERS = 2**63 - 1
 
 
-#: Rows of utilities checked at a time by :func:`_cast_utilities` (bounds its extra memory).
-_CAST_CHECK_ENTRIES = 2**22
-
-
-def _cast_utilities(values: np.ndarray, dtype, source: str) -> jnp.ndarray:
-    """``values`` ``[m, n]`` as a ``dtype`` array, refusing a cast that changes any user's ties.
-
-    Rounding to ``dtype`` (and the flush of subnormals to zero that
-    :class:`RankingPopulation` applies) is monotone, so it can only *merge* values: two
-    responses a user tells apart in the file would tie, and every win rate involving them
-    would be silently wrong (docs/theory.md §8). Sorting each row, a merge shows as adjacent
-    values that differ before the cast and are equal after it; overflow to ``inf`` is refused
-    too. Values that are already ties, and values a cast merely rounds, are accepted.
-    """
-    target = np.dtype(jax.dtypes.canonicalize_dtype(dtype))
-    tiny = np.finfo(target).tiny
-    rows = max(1, _CAST_CHECK_ENTRIES // max(values.shape[-1], 1))
-    for start in range(0, values.shape[0], rows):
-        block = values[start : start + rows]
-        with np.errstate(over="ignore", invalid="ignore"):
-            cast = block.astype(target)
-        cast = np.where(np.abs(cast) < tiny, np.zeros((), target), cast)
-        overflow = np.isfinite(block) & ~np.isfinite(cast)
-        if overflow.any():
-            i, j = np.argwhere(overflow)[0]
-            raise ValueError(
-                f"{source}: utility {block[i, j]!r} of user {start + i}, response {j} is beyond "
-                f"the range of {target}; rescale the utilities or load with dtype=float64"
-            )
-        order = np.argsort(block, axis=-1, kind="stable")
-        before = np.take_along_axis(block, order, axis=-1)
-        after = np.take_along_axis(cast, order, axis=-1)
-        merged = (before[:, 1:] != before[:, :-1]) & (after[:, 1:] == after[:, :-1])
-        if merged.any():
-            i, j = np.argwhere(merged)[0]
-            a, b = order[i, j], order[i, j + 1]
-            if target == np.float64:
-                advice = "these values are subnormal; rescale the utilities"
-            else:
-                advice = (
-                    "load in float64 (dtype=float64 with jax_enable_x64 on; CLI: --x64) "
-                    "or rescale the utilities"
-                )
-            raise ValueError(
-                f"{source}: user {start + i} gives responses {min(a, b)} and {max(a, b)} the "
-                f"distinct utilities {before[i, j]!r} and {before[i, j + 1]!r}, which {target} "
-                f"rounds to the same value {after[i, j]!r}: the cast would create a tie that "
-                f"is not in the data; {advice}"
-            )
-    return jnp.asarray(values, dtype=target)
-
-
 def _as_path(path, name: str = "path") -> Path:
     if not isinstance(path, str | os.PathLike):
         raise ValueError(f"{name} must be a file path (str or PathLike), got {type(path).__name__}")
@@ -200,7 +147,7 @@ class PreflibData:
         """
         dtype = float_dtype_arg(dtype)
         return RankingPopulation(
-            _cast_utilities(self.utilities, dtype, self.source),
+            cast_keeping_ties(self.utilities, dtype, self.source),
             weights=jnp.asarray(self.counts, dtype=dtype),
             names=self.names,
         )
@@ -669,7 +616,7 @@ def load_population(path: str | os.PathLike, dtype=None):
             f"{path}: '{kinds[0]}' must be a 2-D [users, responses] array, got shape {values.shape}"
         )
     if kinds[0] == "utilities":
-        make, values = RankingPopulation, _cast_utilities(values, dtype, f"{path}: 'utilities'")
+        make, values = RankingPopulation, cast_keeping_ties(values, dtype, f"{path}: 'utilities'")
     else:  # a file's spread is its own: build the quadrature for it (more nodes past 60 nats)
         values = jnp.asarray(values, dtype)
         spread = max(spread_of(values), default_max_spread(dtype))

@@ -25,6 +25,7 @@ from typing import ClassVar, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, Int, Shaped
 
 from ._linalg import einsum
@@ -40,7 +41,7 @@ from ._numerics import (
     unit_nodes,
     user_average,
 )
-from ._validation import as_float_array, check_finite, is_concrete
+from ._validation import as_float_array, cast_keeping_ties, check_finite, is_concrete
 from .population import (
     UserTable,
     check_names,
@@ -123,6 +124,9 @@ class RankingPopulation(UserTable):
     def __init__(self, utilities, weights=None, names=None, user_chunk=None, engine="auto"):
         u = as_float_array(utilities, "utilities", min_ndim=2)
         check_finite(u, "utilities")
+        host = None if isinstance(utilities, jax.Array) else np.asarray(utilities)
+        if host is not None and host.dtype != u.dtype:  # the cast must not make ties
+            cast_keeping_ties(host, u.dtype, "utilities")
         if is_concrete(u):  # XLA flushes subnormals to zero on CPU: let comparisons agree with it
             tiny = jnp.finfo(u.dtype).tiny
             u = jnp.where(jnp.abs(u) < tiny, jnp.zeros((), u.dtype), u)
