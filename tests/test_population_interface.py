@@ -267,10 +267,12 @@ def test_win_rates_with_one_output_opponents_take_a_traced_k():
 
 def test_the_constructor_refuses_ties_made_by_the_cast_to_float32():
     """Distinct float64 (or int) utilities that float32 rounds together would tie silently."""
-    with pytest.raises(ValueError, match="utilities: user 0 gives responses 0 and 1"):
-        ua.RankingPopulation(np.array([[1.0, 1.0 + 1e-9, 0.0], [0.0, 1.0, 1.0 + 1e-9]]))
-    with pytest.raises(ValueError, match="rounds to the same value"):
-        ua.RankingPopulation(np.array([[2**24 + 1, 2**24, 0]]))  # ints past float32's 2**24
-    kept = ua.RankingPopulation(np.array([[1.0, 1.0, 0.5]]))  # ties in the data are fine
-    u = ua.response_payoffs(kept, jnp.full(3, 1 / 3), 1)
-    np.testing.assert_allclose(u, [2 / 3, 2 / 3, 1 / 6], atol=1e-6)
+    with jax.enable_x64(False):  # float32 arrays, as by default outside these tests
+        with pytest.raises(ValueError, match="utilities: user 0 gives responses 0 and 1"):
+            ua.RankingPopulation(np.array([[1.0, 1.0 + 1e-9, 0.0], [0.0, 1.0, 1.0 + 1e-9]]))
+        with pytest.raises(ValueError, match="rounds to the same value"):
+            ua.RankingPopulation(np.array([[2**24 + 1, 2**24, 0]]))  # ints past float32's 2**24
+        kept = ua.RankingPopulation(np.array([[1.0, 1.0, 0.5]]))  # ties in the data are fine
+        assert kept.dtype == jnp.float32
+        u = ua.response_payoffs(kept, jnp.full(3, 1 / 3, jnp.float32), 1)
+        np.testing.assert_allclose(u, [2 / 3, 2 / 3, 1 / 6], atol=1e-6)
