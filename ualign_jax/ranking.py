@@ -150,7 +150,8 @@ class RankingPopulation(UserTable):
         :class:`RankingTables`)."""
         engine = ranking_engine(self.num_responses, self.num_users, self.engine)
         order = None if engine == "pairwise" else sort_order(self.utilities)
-        return RankingTables(self.utilities, self.weights, order, self.user_chunk, engine)
+        ties = any_ties(self.utilities) if engine == "pairwise" else None
+        return RankingTables(self.utilities, self.weights, order, ties, self.user_chunk, engine)
 
     def payoff_function(self, k):
         tables = self.tables()
@@ -285,6 +286,7 @@ class RankingTables(eqx.Module):
     utilities: Float[Array, "m n"]
     weights: Float[Array, " m"]
     order: Int[Array, "m n"] | None
+    ties: Bool[Array, ""] | None  # whether any user ties two responses (pairwise engine)
     user_chunk: int | None = eqx.field(static=True)
     engine: str = eqx.field(static=True)
 
@@ -311,7 +313,8 @@ class RankingTables(eqx.Module):
         if self.engine == "pairwise":
 
             def per_chunk(sub: RankingTables):
-                shares = share(*pairwise_ranking_masses(sub.utilities, policy), k)  # [n, users]
+                masses = pairwise_ranking_masses(sub.utilities, policy, self.ties)
+                shares = share(*masses, k)  # [n, users]
                 return user_average(sub.weights.astype(shares.dtype), shares, users_last=True)
 
             return chunked_user_sum(self, per_chunk, max_chunk=PAIRWISE_MAX_USERS)
@@ -346,11 +349,26 @@ def to_response_order(sort: SortedTies, sorted_values: Shaped[Array, "n m"]):
     return jnp.take_along_axis(sorted_values.T, sort.rank, axis=1)
 
 
-def pairwise_ranking_masses(utilities: Float[Array, "m n"], policy: Float[Array, " n"]):
+def any_ties(utilities: Float[Array, "m n"]) -> Bool[Array, ""]:
+    """Whether some user gives two responses equal utilities (``n`` comparisons, no sort).
+
+    Example: ``any_ties(jnp.array([[0.0, 1.0, 1.0]]))`` is ``True``.
+    """
+    n = utilities.shape[-1]
+    equal = tree_sum([(utilities[:, z : z + 1] == utilities).astype(jnp.int32) for z in range(n)])
+    return jnp.any(equal > 1)
+
+
+def pairwise_ranking_masses(
+    utilities: Float[Array, "m n"], policy: Float[Array, " n"], ties: Bool[Array, ""] | None = None
+):
     """``(below, tied)`` in response order with users last, ``[n, m]``, by comparing responses.
 
     ``below[y, i] = Σ_z π_z [U_iz < U_iy]`` and ``tied[y, i] = Σ_z π_z [U_iz = U_iy]`` (``y``
     itself included): ``n`` broadcast comparisons each, fused elementwise passes over ``[n, m]``.
+    With ``ties`` (:func:`any_ties` of these users, computed once outside any loop over
+    policies) false, ``tied`` is ``π_y`` and its sum is skipped by a ``lax.cond`` (under ``vmap``
+    over prompts both branches run, as without the flag).
 
     Example:
         >>> below, tied = pairwise_ranking_masses(
@@ -362,8 +380,14 @@ def pairwise_ranking_masses(utilities: Float[Array, "m n"], policy: Float[Array,
     mass = nonnegative(policy)
     n = utilities.shape[0]
     below = tree_sum([jnp.where(utilities[z] < utilities, mass[z], 0.0) for z in range(n)])
-    tied = tree_sum([jnp.where(utilities[z] == utilities, mass[z], 0.0) for z in range(n)])
-    return below, tied
+
+    def tied_mass():
+        return tree_sum([jnp.where(utilities[z] == utilities, mass[z], 0.0) for z in range(n)])
+
+    if ties is None:
+        return below, tied_mass()
+    untied = lambda: jnp.broadcast_to(mass[:, None], below.shape).astype(below.dtype)  # noqa: E731
+    return below, jax.lax.cond(ties, tied_mass, untied)
 
 
 def sorted_masses(sort: SortedTies, policy: Float[Array, " n"], k=None, engine: str = "scan"):
