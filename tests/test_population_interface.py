@@ -114,8 +114,9 @@ def test_same_shape_populations_share_one_tree_and_one_trace():
         return ua.payoffs.payoff_function(pop, 2)(POLICY)
 
     ties, strict = ua.RankingPopulation(TIES), ua.RankingPopulation(STRICT)
-    narrow = ua.PlackettLucePopulation(TIES)
-    wide = ua.PlackettLucePopulation(TIES * 200.0)  # spread 600: beyond 256 nodes' reach
+    # one setting, any values: spread 3 and spread 600 (beyond 256 nodes' reach) share a tree
+    narrow = ua.PlackettLucePopulation(TIES, max_spread=698)
+    wide = ua.PlackettLucePopulation(TIES * 200.0, max_spread=698)
     assert jax.tree.structure(ties) == jax.tree.structure(strict)
     assert jax.tree.structure(narrow) == jax.tree.structure(wide)
     for pop in (ties, strict, narrow, wide):

@@ -162,6 +162,8 @@ def cast_keeping_ties(values: np.ndarray, dtype, source: str) -> jnp.ndarray:
     """
     target = np.dtype(jax.dtypes.canonicalize_dtype(dtype))
     values = np.asarray(values)
+    if values.size == 0 or values.ndim < 2:  # nothing to tie; the caller reports the shape
+        return jnp.asarray(values, dtype=target)
     flat = values.reshape(-1, values.shape[-1])  # users of every prompt, one row each
     tiny = np.finfo(target).tiny
     rows = max(1, _CAST_CHECK_ENTRIES // max(values.shape[-1], 1))

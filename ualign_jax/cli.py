@@ -958,7 +958,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--tol", type=float, default=None, help="stop at this exploitability (0.005)"
     )
-    train.add_argument("--eval-every", type=int, default=50, help="steps between exact checks")
+    train.add_argument(
+        "--eval-every", type=int, default=10, help="steps between exact checks (default: 10)"
+    )
     train.add_argument("--group-size", type=int, default=16, help="samples G per group (> k)")
     train.add_argument("--judges", type=int, default=32, help="judges drawn per group")
     train.add_argument("--groups", type=int, default=32, help="groups per step")

@@ -619,7 +619,7 @@ def load_population(path: str | os.PathLike, dtype=None):
         make, values = RankingPopulation, cast_keeping_ties(values, dtype, f"{path}: 'utilities'")
     else:  # a file's spread is its own: build the quadrature for it (more nodes past 60 nats)
         values = jnp.asarray(values, dtype)
-        spread = max(spread_of(values), default_max_spread(dtype))
+        spread = max(spread_of(values) if values.size else 0.0, default_max_spread(dtype))
         make = functools.partial(
             PlackettLucePopulation, max_spread=min(spread, spread_limit(dtype))
         )

@@ -150,8 +150,15 @@ class RankingPopulation(UserTable):
         :class:`RankingTables`)."""
         engine = ranking_engine(self.num_responses, self.num_users, self.engine)
         order = None if engine == "pairwise" else sort_order(self.utilities)
-        ties = any_ties(self.utilities) if engine == "pairwise" else None
-        return RankingTables(self.utilities, self.weights, order, ties, self.user_chunk, engine)
+        tables = RankingTables(self.utilities, self.weights, order, None, self.user_chunk, engine)
+        if engine != "pairwise":
+            return tables
+        # Whether any user ties two responses, chunk by chunk (scratch bounded by the chunk).
+        flag = lambda sub: jnp.broadcast_to(any_ties(sub.utilities), (self.num_responses,))
+        found = chunked_user_sum(
+            tables, lambda sub: flag(sub).astype(self.dtype), PAIRWISE_MAX_USERS
+        )
+        return eqx.tree_at(lambda t: t.ties, tables, found[0] > 0, is_leaf=lambda x: x is None)
 
     def payoff_function(self, k):
         tables = self.tables()

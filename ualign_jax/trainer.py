@@ -291,7 +291,7 @@ def train_population(
     *,
     optimizer: optax.GradientTransformation | None = None,
     steps: int = DEFAULT_TRAIN_STEPS,
-    eval_every: int = 50,
+    eval_every: int = 10,
     group_size: int = 16,
     judges: int = 32,
     groups: int = 32,
