@@ -7,7 +7,9 @@ from ualign_jax import reproduce
 
 @pytest.mark.parametrize("claim", reproduce.CLAIMS, ids=lambda c: c.__name__)
 def test_claim_holds(claim):
-    row = claim()
+    # T1 on three of `ualign reproduce`'s five k (1, 4, 16): each k compiles its own solver six
+    # times, and the suite must stay under 10 minutes on 2 cores; the command checks all five.
+    row = claim(ks=(1, 4, 16)) if claim is reproduce.t1_achievability else claim()
     assert row["passed"], row["detail"]
 
 
