@@ -33,6 +33,7 @@ How to add a kind:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import inspect
 from collections.abc import Callable
@@ -266,14 +267,14 @@ class UserTable(Population):
         weights are not renormalised)."""
         return slice_users(self, {self.table_field: 0, "weights": 0}, start, size)
 
+    @abc.abstractmethod
     def pick_probabilities(self, pool: Int[Array, " N"]) -> Float[Array, "m N"]:
         """Each user type's pick probability of each pooled position (unbatched population)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def win_factors(self, num_players: int):
         """``(coef [R, n], base [R, n, n])`` with ``W[y_0, y_1..y_K] = Σ_r coef[r, y_0]
         Π_j base[r, y_0, y_j]`` (one prompt; ``K = num_players - 1``)."""
-        raise NotImplementedError
 
     def expected_picks(self, key, pools):
         picks = jax.vmap(self.pick_probabilities)(pools)[..., 0]  # [P, m]
