@@ -168,7 +168,7 @@ def test_batched_prompts_equal_separate_solves_and_do_not_recompile():
     for i in range(3):
         single = ua.solve(ua.RankingPopulation(utilities[i]), 2, steps=50)
         np.testing.assert_allclose(batched.policy[i], single.policy, atol=1e-12)
-    from ualign_jax.payoffs import jit_over_prompts
+    from ualign_jax.payoffs import _jit_over_prompts as jit_over_prompts
 
     before = jit_over_prompts._cached._cache_size()
     other = jnp.asarray(rng.integers(0, 4, (3, 5, 4)).astype(np.float64))

@@ -75,12 +75,14 @@ def _load_everything() -> None:
         count_form_payoffs,
         monte_carlo_payoffs,
         payoff_function,
+        prepare,
         response_payoffs,
         win_tensor,
     )
     from .policies import ProductMixture, uniform_policy
     from .populations import (
         DenseGame,
+        PayoffFunction,
         PlackettLucePopulation,
         Population,
         RankingPopulation,
@@ -133,6 +135,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "payoff_function",
+    "PayoffFunction",
+    "prepare",
     "initialize_distributed",
     "shard_users",
     "user_mesh",

@@ -17,6 +17,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._linalg import dot, einsum, tensordot
+from ._validation import is_concrete
 
 
 def nonnegative(policy):
@@ -28,6 +29,26 @@ def nonnegative(policy):
     ``jax.grad(lambda p: nonnegative(p))(0.0)`` is ``1.0``.
     """
     return policy + jax.lax.stop_gradient(jnp.maximum(policy, 0.0) - policy)
+
+
+def unfoldable(tree):
+    """``tree`` with its arrays passed through an optimization barrier when they are all concrete.
+
+    Arrays known at trace time (a population closed over by a jitted function) are constants to
+    XLA, which then folds the work on them at compile time: minutes for a sort of 10^6 entries.
+    Behind the barrier they are opaque, and the work runs in the compiled program.
+    Example: ``jax.jit(lambda x: unfoldable(big) @ x)`` compiles without folding ``big``.
+    """
+    leaves = [x for x in jax.tree.leaves(tree) if eqx.is_array(x)]
+    if not leaves or not all(is_concrete(x) for x in leaves):
+        return tree
+    return unfoldable_arrays(tree)
+
+
+def unfoldable_arrays(tree):
+    """``tree`` with all its arrays passed through one optimization barrier."""
+    arrays, rest = eqx.partition(tree, eqx.is_array)
+    return eqx.combine(jax.lax.optimization_barrier(arrays), rest)
 
 
 def tree_sum(terms: list):
@@ -83,7 +104,7 @@ def user_chunk_size(pop) -> int:
 
 #: The user axis of each array a population (or its derived tables) may hold, counted from the
 #: end; arrays not named here have none. The strided chunk loop and ``shard_users`` split them.
-USER_AXES = {"utilities": -2, "log_weights": -2, "weights": -1, "order": -2}
+USER_AXES = {"utilities": -2, "log_weights": -2, "weights": -1, "order": -2, "rank": -2}
 
 
 class StridedChunk(int):
@@ -129,12 +150,13 @@ def strided_users(pop, index, num_chunks: int):
     return eqx.tree_at(lambda p: [getattr(p, name) for name in names], pop, taken)
 
 
-def chunked_user_sum(pop, per_chunk, max_chunk: int | None = None):
+def chunked_user_sum(pop, per_chunk, max_chunk: int | None = None, zeros=None):
     """``Σ_chunks per_chunk(users of the chunk)`` with one chunk live at a time (unbatched pop).
 
     ``pop`` needs ``num_users``, ``num_responses``, ``user_chunk``, ``weights`` and
     ``user_slice(start, size)``. ``per_chunk(sub_pop) -> [n]`` sums over the users it is given
-    (with their weights). Chunks are ``user_chunk_size(pop)`` users, at most ``max_chunk``. With a
+    (with their weights); with ``zeros`` given it returns arrays of that shape instead. Chunks are
+    ``user_chunk_size(pop)`` users, at most ``max_chunk``. With a
     :class:`StridedChunk` (users sharded by ``shard_users``) chunks are strided over the users;
     otherwise contiguous, the last one shifted back to end at user ``m`` and the users it shares
     with the previous chunk given weight 0, so no padded copy is made.
@@ -143,7 +165,8 @@ def chunked_user_sum(pop, per_chunk, max_chunk: int | None = None):
     if m <= chunk:
         return per_chunk(pop)
     num_chunks = -(-m // chunk)
-    zeros = jnp.zeros(pop.num_responses, pop.weights.dtype)
+    if zeros is None:
+        zeros = jnp.zeros(pop.num_responses, pop.weights.dtype)
     if isinstance(pop.user_chunk, StridedChunk) and m % num_chunks == 0:
         # Strided chunks (users b, b + num_chunks, ...), set by ``shard_users``: with the user
         # axis sharded over d devices (padded so that d divides m / num_chunks) each device

@@ -10,7 +10,7 @@ from jaxtyping import Array, Float, Int
 from ._combinatorics import rotations
 from ._linalg import dot
 from ._validation import as_float_array, check_finite, is_concrete, static_count
-from .population import Population
+from .population import BoundPayoffs, Population
 
 __all__ = ["DenseGame", "contract_opponents"]
 
@@ -107,7 +107,7 @@ class DenseGame(Population):
 
     def payoff_function(self, k):
         self.check_players(k + 1)
-        return lambda policy: contract_opponents(self.win_tensor.astype(policy.dtype), [policy] * k)
+        return BoundPayoffs(self, k, _dense_payoffs)
 
     def win_tensor_one(self, num_players: int):
         self.check_players(num_players, "num_players")
@@ -132,3 +132,7 @@ class DenseGame(Population):
         tensor = contract_opponents(self.win_tensor.astype(policy.dtype), [policy] * k)
         rotated = jnp.asarray(sets)[:, rotations(size)]  # each member moved to the front
         return jnp.sum(tensor[tuple(jnp.moveaxis(rotated, -1, 0))], axis=-1)
+
+
+def _dense_payoffs(game: DenseGame, policy, k: int):
+    return contract_opponents(game.win_tensor.astype(policy.dtype), [policy] * k)

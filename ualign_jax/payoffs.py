@@ -16,7 +16,6 @@ Monte Carlo estimates from the same interface:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import NamedTuple
 
 import equinox as eqx
@@ -38,6 +37,7 @@ from ._numerics import (  # noqa: F401  (re-exported: ua.payoffs.tie_share etc.)
     tie_share,
     tie_share_horner,
     tree_sum,
+    unfoldable_arrays,
     user_average,
     user_chunk_size,
 )
@@ -45,7 +45,7 @@ from ._validation import as_float_array, check_count, check_simplex, float_dtype
 from .dense import contract_opponents  # noqa: F401  (re-exported)
 from .plackett_luce import PL_QUADRATURE_NODES  # noqa: F401  (re-exported)
 from .policies import ProductMixture, as_mixture
-from .population import Population
+from .population import PayoffFunction, Population, is_concrete_tree, trusting_preparation
 from .ranking import (  # noqa: F401  (re-exported; RankingPopulation for the doctests)
     ENGINES,
     PAIRWISE_MAX_RESPONSES,
@@ -63,6 +63,7 @@ __all__ = [
     "count_form_payoffs",
     "monte_carlo_payoffs",
     "payoff_function",
+    "prepare",
 ]
 
 
@@ -96,12 +97,29 @@ def map_prompts(fn, pop, *mixtures, **options):
     return jit_over_prompts(fn, in_axes, len(batch), pop, mixtures, options)
 
 
-@eqx.filter_jit
 def jit_over_prompts(fn, in_axes, depth, pop, mixtures, options):
+    """``fn(pop, *mixtures, **options)`` vmapped ``depth`` times, jitted.
+
+    A population whose leaves are concrete here (an eager call, or one closed over by the
+    caller's jitted function) is prepared now on the host (:func:`prepare`), or, if prepared
+    already, checked now (a stale one is refused with a ``ValueError``); inside the program its
+    derived leaves are then trusted. A traced prepared population is checked in the program.
+    """
+    fresh = is_concrete_tree(pop)
+    if fresh:
+        pop = pop.check_prepared() if pop.prepared else pop.prepare()
+    return _jit_over_prompts(fn, in_axes, depth, pop, mixtures, options, fresh)
+
+
+@eqx.filter_jit
+def _jit_over_prompts(fn, in_axes, depth, pop, mixtures, options, fresh: bool):
+    if fresh:  # concrete in the caller's program: keep XLA from constant-folding work on it
+        pop = unfoldable_arrays(pop)
     f = lambda p, *mx: fn(p, *mx, **options)
     for _ in range(depth):
         f = jax.vmap(f, in_axes=in_axes)
-    return f(pop, *mixtures)
+    with trusting_preparation(fresh):
+        return f(pop, *mixtures)
 
 
 def check_population(pop, name: str = "pop", exact: bool = True):
@@ -131,11 +149,34 @@ def mixture_average(fn, mixture: ProductMixture):
 # --------------------------------------------------------------------------- public payoffs
 
 
-def payoff_function(pop, k) -> Callable[[Float[Array, " n"]], Float[Array, " n"]]:
+def prepare(pop):
+    """``pop`` with the work that depends on it alone done once and stored as leaves.
+
+    Like ``lu_factor`` before many ``lu_solve``: a ranking population gets each user's sort
+    order (``pop.order``), so payoffs, gradients and metrics on it skip the sort; other kinds
+    have nothing worth storing and come back unchanged. The result is a population like any
+    other (a pytree: pass it to jitted functions as an argument). Each call checks in O(m·n)
+    that the stored order still sorts the utilities, and raises if a leaf was edited since:
+    prepare the edited population again. ``Population.replace`` returns an unprepared copy.
+
+    Example:
+        >>> pop = prepare(RankingPopulation([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0]]))
+        >>> pop.order.tolist()
+        [[2, 1, 0], [0, 2, 1]]
+        >>> [round(float(v), 4) for v in response_payoffs(pop, jnp.full(3, 1 / 3), 1)]
+        [0.5, 0.6667, 0.3333]
+    """
+    check_population(pop, exact=False)
+    return pop.prepare()
+
+
+def payoff_function(pop, k) -> PayoffFunction:
     """``π -> u_k(·, π)`` for one prompt, with what depends only on ``pop`` computed now.
 
     Build it once outside a loop over policies (a ``lax.scan`` of learning steps), so that the
-    sort a ranking population needs is done once per call, not at every step.
+    sort a ranking population needs is done once per call, not at every step. The result is
+    an ``equinox.Module`` (a pytree callable): pass it to jitted functions, ``jax.jit`` it, or
+    close over it.
 
     Example:
         >>> pop = RankingPopulation([[2.0, 1.0, 0.0]])

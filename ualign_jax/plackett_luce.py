@@ -21,7 +21,7 @@ from jaxtyping import Array, Float, Int
 from ._linalg import dot
 from ._numerics import chunked_user_sum, nonnegative, user_average
 from ._validation import as_float_array, check_finite, is_concrete
-from .population import UserTable, check_names, check_user_chunk, normalised_weights
+from .population import BoundPayoffs, UserTable, check_names, check_user_chunk, normalised_weights
 
 __all__ = [
     "PlackettLucePopulation",
@@ -162,8 +162,7 @@ class PlackettLucePopulation(UserTable):
         return jax.nn.softmax(self.log_weights[..., pool], axis=-1)
 
     def payoff_function(self, k):
-        total = jnp.sum(self.weights)  # normalised again: a pytree operation may rescale them
-        return lambda policy: _pl_payoffs(self, policy, k) / total.astype(policy.dtype)
+        return BoundPayoffs(self, k, _normalised_payoffs)
 
     def win_factors(self, num_players: int):
         """``W_0/(W_0 + ΣW_j) = ∫ W_0 e^{-W_0 t} Π e^{-W_j t} dt`` on the log-time grid."""
@@ -283,6 +282,11 @@ def pl_log_mgf(scaled_weights, policy, grid: LogTimeGrid):
     return jnp.where(
         small, jnp.log1p(-jnp.where(small, deficit, 0.0)), jnp.log(jnp.maximum(mass, tiny))
     )
+
+
+def _normalised_payoffs(pop: PlackettLucePopulation, policy, k):
+    total = jnp.sum(pop.weights)  # normalised again: a pytree operation may rescale them
+    return _pl_payoffs(pop, policy, k) / total.astype(policy.dtype)
 
 
 def _pl_payoffs(pop: PlackettLucePopulation, policy, k):

@@ -34,6 +34,8 @@ How to add a kind:
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import dataclasses
 import inspect
 from collections.abc import Callable
@@ -46,10 +48,10 @@ from jaxtyping import Array, Float, Int
 
 from ._combinatorics import rotations
 from ._linalg import dot
-from ._numerics import khatri_rao_power
-from ._validation import as_float_array, check_weights, static_count
+from ._numerics import khatri_rao_power, unfoldable
+from ._validation import as_float_array, check_weights, is_concrete, static_count
 
-__all__ = ["Population", "UserTable"]
+__all__ = ["Population", "PayoffFunction", "UserTable"]
 
 
 class Population(eqx.Module):
@@ -114,9 +116,25 @@ class Population(eqx.Module):
             )
         return type(self)(**{name: changes.get(name, getattr(self, name)) for name in params})
 
+    def prepare(self) -> Population:
+        """The same population with the work that depends on it alone done and stored as leaves
+        (``ua.prepare``; see each kind). Kinds with nothing worth storing return ``self``."""
+        return self
+
+    @property
+    def prepared(self) -> bool:
+        """Whether that work is stored (always, for kinds with nothing to store)."""
+        return True
+
+    def check_prepared(self) -> Population:
+        """``self`` after checking (concrete leaves) that stored derived leaves still match the
+        population's data; ``ValueError`` otherwise. Nothing to check for kinds that store
+        nothing."""
+        return self
+
     # ----------------------------------------------------------------- one prompt
 
-    def payoff_function(self, k) -> Callable[[Float[Array, " n"]], Float[Array, " n"]]:
+    def payoff_function(self, k) -> PayoffFunction:
         """``π -> u_k(·, π)`` for one prompt (no validation); derived data computed once, here.
 
         Call it outside a loop over policies (as ``solve`` does) so that work that depends only
@@ -159,6 +177,59 @@ class Population(eqx.Module):
                 "use monte_carlo_payoffs for an estimate with a standard error"
             )
         return ValueError(f"{what} is not available for a {type(self).__name__}")
+
+
+_TRUSTED = contextvars.ContextVar("ualign_trusted_preparation", default=False)
+
+
+@contextlib.contextmanager
+def trusting_preparation(trusted: bool = True):
+    """While tracing inside this block, prepared leaves are known fresh (the library prepared
+    them itself, from concrete leaves, just before): the per-call staleness check is skipped."""
+    token = _TRUSTED.set(trusted)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def preparation_trusted() -> bool:
+    """Whether the enclosing trace runs under :func:`trusting_preparation`."""
+    return _TRUSTED.get()
+
+
+def is_concrete_tree(tree) -> bool:
+    """Whether every array leaf of ``tree`` is concrete (see ``_validation.is_concrete``)."""
+    return all(is_concrete(x) for x in jax.tree.leaves(tree) if eqx.is_array(x))
+
+
+class PayoffFunction(eqx.Module):
+    """``π -> u_k(·, π)`` for one prompt: a pytree callable holding what the payoffs need, made
+    by :meth:`Population.payoff_function`; pass it to jitted functions as an argument or close
+    over it (nothing left in it for XLA to constant-fold)."""
+
+    @abc.abstractmethod
+    def __call__(self, policy: Float[Array, " n"]) -> Float[Array, " n"]:
+        """``u_k(·, π)``."""
+
+    # Hashed by identity, so that ``jax.jit(payoff_fn)`` works as for a plain function (jit
+    # keys its cache on the callable; a module's field-wise hash fails on arrays).
+    __hash__ = object.__hash__
+
+    def __eq__(self, other):
+        return self is other
+
+
+class BoundPayoffs(PayoffFunction):
+    """A population's one-prompt payoffs ``payoffs(population, π, k)`` with the population and
+    ``k`` bound (for kinds with nothing to precompute per call)."""
+
+    population: Population
+    k: int | Int[Array, ""]
+    payoffs: Callable = eqx.field(static=True)
+
+    def __call__(self, policy):
+        return self.payoffs(unfoldable(self.population), policy, self.k)
 
 
 # --------------------------------------------------------------------------- shared helpers

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from .dense import DenseGame
 from .plackett_luce import PL_QUADRATURE_NODES, PlackettLucePopulation, pl_quadrature_nodes
-from .population import Population, UserTable
+from .population import PayoffFunction, Population, UserTable
 from .ranking import RankingPopulation
 from .sampled import SampledPopulation
 
 __all__ = [
+    "PayoffFunction",
     "Population",
     "UserTable",
     "RankingPopulation",

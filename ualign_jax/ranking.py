@@ -14,12 +14,23 @@ Engines that find them:
   else the scan on CPU and the parallel engine elsewhere.
 
 The engine is a static setting of the population (``RankingPopulation(..., engine=...)`` or
-``pop.with_engine(...)``). The sort the sorted engines need is computed from ``utilities``
-inside each call (once per call, before any loop over policies), never stored.
+``pop.with_engine(...)``).
+
+Each user's sort order is the one piece of work that depends on the population alone
+(docs/theory.md §3). It is found once per call, before any loop over policies: on the host with
+NumPy when the utilities are known at trace time (an eager call, or a population closed over by
+a jitted function; XLA then has nothing left to constant-fold), inside the program otherwise (a
+host callback on CPU, whose sort is several times faster than XLA's; XLA's own sort elsewhere).
+:meth:`RankingPopulation.prepare` (``ua.prepare``) stores it as the leaf ``order``, so that a
+population passed to many jitted calls is sorted once; every call checks that the stored order
+still sorts ``utilities`` (O(m·n), no sort) and refuses a stale one.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
+import os
 from typing import ClassVar, NamedTuple
 
 import equinox as eqx
@@ -30,6 +41,7 @@ from jaxtyping import Array, Bool, Float, Int, Shaped
 
 from ._linalg import einsum
 from ._numerics import (
+    StridedChunk,
     chunked_user_sum,
     compensated_add,
     gauss_legendre_unit,
@@ -38,15 +50,18 @@ from ._numerics import (
     share,
     tied_top_share,
     tree_sum,
+    unfoldable,
     unit_nodes,
     user_average,
 )
 from ._validation import as_float_array, cast_keeping_ties, check_finite, is_concrete
 from .population import (
+    PayoffFunction,
     UserTable,
     check_names,
     check_user_chunk,
     normalised_weights,
+    preparation_trusted,
     slice_users,
     with_static,
 )
@@ -111,14 +126,22 @@ class RankingPopulation(UserTable):
         engine: how payoffs find each response's π-mass below and tied (module docstring):
             ``"auto"`` (default), ``"pairwise"``, ``"scan"`` or ``"parallel"``.
 
+    The constructor leaves ``order`` and ``rank`` unset (``None``); :meth:`prepare` fills them.
+
     Example:
         >>> pop = RankingPopulation([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]])
         >>> pop.num_users, pop.num_responses
         (2, 3)
+        >>> pop.prepare().order.tolist()  # each user's responses, worst first
+        [[2, 1, 0], [0, 1, 2]]
     """
 
     table_field: ClassVar[str] = "utilities"
     utilities: Float[Array, "*batch m n"]
+    #: Each user's responses in ascending order of utility and each response's place in that
+    #: order (int32), stored by :meth:`prepare`; ``None`` when unprepared (found in each call).
+    order: Int[Array, "*batch m n"] | None
+    rank: Int[Array, "*batch m n"] | None
     engine: str = eqx.field(static=True)
 
     def __init__(self, utilities, weights=None, names=None, user_chunk=None, engine="auto"):
@@ -131,6 +154,7 @@ class RankingPopulation(UserTable):
             tiny = jnp.finfo(u.dtype).tiny
             u = jnp.where(jnp.abs(u) < tiny, jnp.zeros((), u.dtype), u)
         self.utilities = u
+        self.order = self.rank = None
         self.weights = normalised_weights(weights, u.shape[:-2], u.shape[-2], u.dtype)
         self.names = check_names(names, u.shape[-1])
         self.user_chunk = check_user_chunk(user_chunk)
@@ -145,25 +169,75 @@ class RankingPopulation(UserTable):
         top = (values == jnp.max(values, axis=-1, keepdims=True)).astype(values.dtype)
         return top / jnp.sum(top, axis=-1, keepdims=True)
 
+    def prepare(self) -> RankingPopulation:
+        """The same population with each user's sort order stored: the leaves ``order`` (each
+        user's responses, worst first) and ``rank`` (each response's place in it), int32
+        ``[..., m, n]`` each.
+
+        Payoffs and metrics of a prepared population skip the sort (the only work on the
+        population alone that costs more than reading it); each call checks in O(m·n) that the
+        stored order still sorts ``utilities`` and raises if a leaf was edited since (prepare
+        the edited population again). Sorted on the host when the utilities are concrete, in
+        the program otherwise; prompt axes are sorted together. Example: ``ua.prepare(pop)``,
+        then pass it to jitted functions as an argument.
+        """
+        order, rank = sort_orders(self.utilities, sharded=self.sharded)
+        return eqx.tree_at(
+            lambda p: (p.order, p.rank), self, (order, rank), is_leaf=lambda x: x is None
+        )
+
+    @property
+    def prepared(self) -> bool:
+        """Whether :meth:`prepare` stored the sort order."""
+        return self.order is not None
+
+    def check_prepared(self) -> RankingPopulation:
+        """``self`` after checking (concrete leaves, any prompt axes) that the stored order
+        still sorts the utilities; ``ValueError`` naming the fix otherwise."""
+        if self.prepared:
+            check_leaves(self)
+            wrong, _ = host_order_defects(self.utilities, self.order, self.rank)
+            if wrong:
+                raise ValueError(f"{STALE_ORDER} ({wrong} users' orders are wrong)")
+        return self
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the users are spread over devices (``shard_users``, or a concrete array on
+        several devices): the sort then stays inside the program, on the devices."""
+        u = self.utilities
+        spread = isinstance(u, jax.Array) and is_concrete(u) and len(u.sharding.device_set) > 1
+        return spread or isinstance(self.user_chunk, StridedChunk)
+
+    def user_slice(self, start, size: int):
+        names = (
+            ("utilities", "weights", "order", "rank") if self.prepared else ("utilities", "weights")
+        )
+        return slice_users(self, {name: 0 for name in names}, start, size)
+
     def tables(self) -> RankingTables:
         """What the payoffs need beyond the leaves, computed now (one prompt; see
-        :class:`RankingTables`)."""
+        :class:`RankingTables`): the sort order (stored and checked, or found now) and, for the
+        pairwise engine, whether any user has ties."""
         engine = ranking_engine(self.num_responses, self.num_users, self.engine)
-        order = None if engine == "pairwise" else sort_order(self.utilities)
-        tables = RankingTables(self.utilities, self.weights, order, None, self.user_chunk, engine)
-        if engine != "pairwise":
-            return tables
-        # Whether any user ties two responses, chunk by chunk (scratch bounded by the chunk).
-        flag = lambda sub: jnp.broadcast_to(any_ties(sub.utilities), (self.num_responses,))
-        found = chunked_user_sum(
-            tables, lambda sub: flag(sub).astype(self.dtype), PAIRWISE_MAX_USERS
-        )
-        return eqx.tree_at(lambda t: t.ties, tables, found[0] > 0, is_leaf=lambda x: x is None)
+        u, weights = self.utilities, self.weights
+        concrete = is_concrete(u) and (not self.prepared or is_concrete(self.order))
+        ties, order, rank = None, self.order, self.rank
+        if self.prepared:
+            if not preparation_trusted():
+                ties, stale = checked_order(self)
+                # Every payoff reads the weights: a stale order fails the computation at run time.
+                weights = eqx.error_if(weights, stale, STALE_ORDER)
+        elif engine != "pairwise" or concrete:
+            order, rank = sort_orders(u, sharded=self.sharded)
+        if engine == "pairwise":
+            if ties is None:
+                ties = tie_flag(self, order)
+            order = rank = None
+        return unfoldable(RankingTables(u, weights, order, rank, ties, self.user_chunk, engine))
 
     def payoff_function(self, k):
-        tables = self.tables()
-        total = jnp.sum(self.weights)  # normalised again: a pytree operation may rescale them
-        return lambda policy: tables.payoffs(policy, k) / total.astype(policy.dtype)
+        return RankingPayoffs(self.tables(), k)
 
     def win_factors(self, num_players: int):
         """``1/(1+c) = ∫_0^1 t^c dt``, exact by Gauss–Legendre (docs/theory.md §3)."""
@@ -242,58 +316,221 @@ class RankingPopulation(UserTable):
 
 
 class SortedTies(NamedTuple):
-    """Each user's ascending order and tie groups (one prompt), computed from the utilities.
+    """Each user's ascending order and what the engines read along it (one prompt).
 
-    ``order``, ``tie_lo``, ``tie_hi``: ``[n, m]`` (sorted position first, so a scan over
-    positions runs along the leading axis); ``rank``: ``[m, n]`` (each response's sorted
-    position, user-major, so mapping back is a row-local gather).
+    ``order``: ``[n, m]`` (sorted position first, so a scan over positions runs along the
+    leading axis); ``rank``: ``[m, n]`` (each response's sorted position, user-major, so mapping
+    back is a row-local gather); ``values``: ``[m, n]`` each user's utilities in ascending
+    order; ``any_tie``: whether some user ties two responses. The tie groups' bounds are derived
+    from ``values`` where a computation needs them (:meth:`bounds`), so users without ties
+    never pay for them.
     """
 
     order: Int[Array, "n m"]
     rank: Int[Array, "m n"]
-    tie_lo: Int[Array, "n m"]
-    tie_hi: Int[Array, "n m"]
+    values: Float[Array, "m n"]
     any_tie: Bool[Array, ""]
 
+    def bounds(self) -> tuple[Int[Array, "n m"], Int[Array, "n m"]]:
+        """``(tie_lo, tie_hi)``: the first and last sorted position of each position's tie
+        group, ``[n, m]``."""
+        su = self.values
+        n = su.shape[-1]
+        pos = jnp.arange(n)
+        differs = su[..., 1:] != su[..., :-1]
+        first = jnp.ones_like(su[..., :1], dtype=bool)
+        starts = jnp.concatenate([first, differs], -1)
+        ends = jnp.concatenate([differs, first], -1)
+        tie_lo = jax.lax.cummax(jnp.where(starts, pos, 0), axis=su.ndim - 1)
+        tie_hi = jax.lax.cummin(jnp.where(ends, pos, n - 1), axis=su.ndim - 1, reverse=True)
+        position_major = lambda a: jnp.swapaxes(a.astype(jnp.int32), -1, -2)
+        return position_major(tie_lo), position_major(tie_hi)
 
-def sort_order(utilities: Float[Array, "m n"]) -> Int[Array, "m n"]:
-    """Each user's responses in ascending order of utility (the one sort the engines need)."""
-    return jnp.argsort(utilities, axis=-1, stable=True).astype(jnp.int32)
+    def edges(self) -> tuple[Bool[Array, "n m"], Bool[Array, "n m"]]:
+        """``(starts, ends)``: whether each sorted position starts / ends its tie group."""
+        su = self.values.T
+        differs = su[1:] != su[:-1]
+        first = jnp.ones_like(su[:1], dtype=bool)
+        return jnp.concatenate([first, differs], 0), jnp.concatenate([differs, first], 0)
 
 
-def sorted_ties(utilities: Float[Array, "m n"], order: Int[Array, "m n"]) -> SortedTies:
-    """The tie-group bounds along each user's ascending ``order`` (no sort: O(m·n) work)."""
-    n = utilities.shape[-1]
-    su = jnp.take_along_axis(utilities, order, axis=-1)
-    pos = jnp.arange(n)
-    differs = su[..., 1:] != su[..., :-1]
-    first = jnp.ones_like(su[..., :1], dtype=bool)
-    starts = jnp.concatenate([first, differs], -1)
-    ends = jnp.concatenate([differs, first], -1)
-    tie_lo = jax.lax.cummax(jnp.where(starts, pos, 0), axis=su.ndim - 1)
-    tie_hi = jax.lax.cummin(jnp.where(ends, pos, n - 1), axis=su.ndim - 1, reverse=True)
-    rows = jnp.arange(order.shape[0])[:, None]
-    rank = jnp.zeros_like(order).at[rows, order].set(jnp.arange(n, dtype=order.dtype))
-    position_major = lambda a: jnp.swapaxes(a.astype(jnp.int32), -1, -2)
-    return SortedTies(
-        position_major(order),
-        rank.astype(jnp.int32),
-        position_major(tie_lo),
-        position_major(tie_hi),
-        ~jnp.all(differs),
+def sort_orders(utilities: Float[Array, "*batch m n"], sharded: bool = False):
+    """``(order, rank)``: each user's responses in ascending order of utility (equal utilities
+    in any order) and each response's place in that order, int32, same shape as ``utilities``.
+
+    Concrete utilities are sorted now on the host by NumPy (several times faster than XLA's CPU
+    sort), traced ones inside the program: by a host callback on CPU, by XLA's sort elsewhere
+    or when ``sharded`` (users spread over devices, which a callback would gather).
+
+    Example:
+        >>> [a.tolist() for a in sort_orders(jnp.array([[2.0, 0.0, 1.0]]))]
+        [[[1, 2, 0]], [[2, 0, 1]]]
+    """
+    if sharded:
+        return jax.jit(device_sort_orders)(utilities)
+    if is_concrete(utilities):
+        return tuple(jnp.asarray(a) for a in host_sort_orders(np.asarray(utilities)))
+    return jax.lax.platform_dependent(
+        jax.lax.stop_gradient(utilities), cpu=callback_sort_orders, default=device_sort_orders
     )
+
+
+#: Entries (users x responses) from which the host sort splits the users over threads.
+THREADED_SORT_ENTRIES = 2**16
+
+
+def host_sort_orders(utilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sort_orders` by NumPy (any leading axes), the users split over the CPU's cores
+    (NumPy's sort releases the GIL) when there are many."""
+    values = np.asarray(utilities)
+    n = values.shape[-1]
+    flat = values.reshape(-1, n)
+    order = np.empty(flat.shape, np.int32)
+    rank = np.empty(flat.shape, np.int32)
+    places = np.arange(n, dtype=np.int32)
+
+    def sort_rows(rows: slice):
+        part = np.argsort(flat[rows], axis=-1)
+        order[rows] = part
+        np.put_along_axis(rank[rows], part, np.broadcast_to(places, part.shape), axis=-1)
+
+    workers = min(os.cpu_count() or 1, 8) if flat.size >= THREADED_SORT_ENTRIES else 1
+    bounds = np.linspace(0, flat.shape[0], workers + 1).astype(int)
+    blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    if len(blocks) > 1:
+        list(_sort_pool(len(blocks)).map(sort_rows, blocks))
+    else:
+        sort_rows(slice(None))
+    return order.reshape(values.shape), rank.reshape(values.shape)
+
+
+@functools.cache
+def _sort_pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="ualign-sort")
+
+
+def device_sort_orders(utilities):
+    """:func:`sort_orders` by XLA's sort (any leading axes; traced, sharded, any device)."""
+    order = jnp.argsort(utilities, axis=-1).astype(jnp.int32)
+    return order, jnp.argsort(order, axis=-1).astype(jnp.int32)
+
+
+def callback_sort_orders(utilities):
+    """:func:`sort_orders` by NumPy from inside a program (a ``pure_callback``; vmaps)."""
+    result = jax.ShapeDtypeStruct(utilities.shape, jnp.int32)
+    return jax.pure_callback(
+        host_sort_orders, (result, result), utilities, vmap_method="expand_dims"
+    )
+
+
+STALE_ORDER = (
+    "the population's stored order no longer sorts its utilities (a leaf was edited after "
+    "ua.prepare): call ua.prepare on the edited population"
+)
+
+
+def order_summary(utilities: Float[Array, "m n"], order, rank) -> Float[Array, " 2"]:
+    """``[users whose (order, rank) is not an ascending sort of their utilities and its inverse,
+    users with ties]`` (O(m·n): two gathers and comparisons, no sort).
+
+    ``rank[order[j]] = j`` for every place ``j`` makes ``order`` a permutation and ``rank`` its
+    inverse; ascending utilities along ``order`` make it a sort.
+    """
+    n = utilities.shape[-1]
+    index = jnp.clip(order, 0, n - 1)
+    values = jnp.take_along_axis(utilities, index, axis=-1)
+    places = jnp.take_along_axis(rank, index, axis=-1)
+    step = values[:, 1:] - values[:, :-1]
+    wrong = jnp.any((places != jnp.arange(n, dtype=places.dtype)) | (index != order), axis=-1)
+    wrong = wrong | jnp.any(step < 0, axis=-1)
+    tied = jnp.any(step == 0, axis=-1)
+    return jnp.stack([jnp.sum(wrong), jnp.sum(tied)]).astype(utilities.dtype)
+
+
+def host_order_defects(utilities, order, rank) -> tuple[int, bool]:
+    """:func:`order_summary` by NumPy on concrete arrays with any leading axes:
+    ``(users whose order/rank are wrong, whether any user has ties)``."""
+    u, order, rank = np.asarray(utilities), np.asarray(order), np.asarray(rank)
+    n = u.shape[-1]
+    index = np.clip(order, 0, n - 1)
+    values = np.take_along_axis(u, index, axis=-1)
+    places = np.take_along_axis(rank, index, axis=-1)
+    step = values[..., 1:] - values[..., :-1]
+    wrong = np.any(
+        (places != np.arange(n)) | (index != order) | (step < 0).any(-1, keepdims=True), -1
+    )
+    return int(np.sum(wrong)), bool(np.any(step == 0))
+
+
+def check_leaves(pop: RankingPopulation) -> None:
+    """``ValueError`` unless ``order`` and ``rank`` are int arrays shaped like ``utilities``
+    (a pytree operation may have cast or reshaped them)."""
+    for name in ("order", "rank"):
+        leaf = getattr(pop, name)
+        if not jnp.issubdtype(leaf.dtype, jnp.integer) or leaf.shape != pop.utilities.shape:
+            raise ValueError(
+                f"{STALE_ORDER} ({name} has dtype {leaf.dtype} and shape {leaf.shape}, "
+                f"expected int32 {pop.utilities.shape})"
+            )
+
+
+def checked_order(pop: RankingPopulation):
+    """``(any_tie, stale)`` for a prepared population (one prompt): ``stale`` says whether the
+    stored ``order``/``rank`` no longer sort ``pop.utilities`` (``ValueError`` right here when
+    all are concrete; the caller makes a traced flag a runtime error)."""
+    check_leaves(pop)
+    if all(is_concrete(x) for x in (pop.utilities, pop.order, pop.rank)):
+        wrong, tied = host_order_defects(pop.utilities, pop.order, pop.rank)
+        if wrong:
+            raise ValueError(f"{STALE_ORDER} ({wrong} users' orders are wrong)")
+        return tied, False
+    tables = RankingTables(
+        pop.utilities, pop.weights, pop.order, pop.rank, None, pop.user_chunk, "scan"
+    )
+    summary = lambda t: order_summary(t.utilities, t.order, t.rank)
+    zeros = jnp.zeros(2, pop.dtype)
+    wrong, tied = chunked_user_sum(tables, summary, None, zeros)
+    return tied > 0, wrong > 0
+
+
+def tie_flag(pop: RankingPopulation, order) -> Bool[Array, ""] | bool:
+    """Whether any user ties two responses (one prompt): from ``order`` when given (O(m·n)),
+    else by comparing responses chunk by chunk (O(m·n²), no sort; scratch bounded by the
+    chunk)."""
+    if order is not None and is_concrete(order) and is_concrete(pop.utilities):
+        values = np.take_along_axis(np.asarray(pop.utilities), np.asarray(order), axis=-1)
+        return bool(np.any(values[:, 1:] == values[:, :-1]))
+    tables = RankingTables(pop.utilities, pop.weights, None, None, None, pop.user_chunk, "pairwise")
+    flag = lambda sub: jnp.broadcast_to(any_ties(sub.utilities), (pop.num_responses,))
+    found = chunked_user_sum(tables, lambda sub: flag(sub).astype(pop.dtype), PAIRWISE_MAX_USERS)
+    return found[0] > 0
+
+
+class RankingPayoffs(PayoffFunction):
+    """``π -> u_k(·, π)`` for one prompt of ranking users, their sort order found once (the
+    result of :meth:`RankingPopulation.payoff_function`; a pytree, so it may be a jit argument).
+    """
+
+    tables: RankingTables
+    k: int | Int[Array, ""]
+
+    def __call__(self, policy):
+        tables = unfoldable(self.tables)  # concrete when closed over by a jitted function
+        total = jnp.sum(tables.weights)  # normalised again: a pytree edit may rescale them
+        return tables.payoffs(policy, self.k) / total.astype(policy.dtype)
 
 
 class RankingTables(eqx.Module):
     """One prompt's utilities and weights with the derived data the engine needs (each user's
-    sort order, or nothing for the pairwise engine). Built by :meth:`RankingPopulation.tables`
-    inside each computation, never stored in a population. The tie groups along the order are
-    derived chunk by chunk (O(chunk·n) scratch beyond the ``[m, n]`` order)."""
+    sort order and its inverse, or only a tie flag for the pairwise engine). Built by
+    :meth:`RankingPopulation.tables` once per computation. The sorted values and tie groups
+    along the order are derived chunk by chunk (O(chunk·n) scratch beyond the order)."""
 
     utilities: Float[Array, "m n"]
     weights: Float[Array, " m"]
     order: Int[Array, "m n"] | None
-    ties: Bool[Array, ""] | None  # whether any user ties two responses (pairwise engine)
+    rank: Int[Array, "m n"] | None
+    ties: Bool[Array, ""] | bool | None  # whether any user ties two responses (pairwise engine)
     user_chunk: int | None = eqx.field(static=True)
     engine: str = eqx.field(static=True)
 
@@ -306,14 +543,14 @@ class RankingTables(eqx.Module):
         return self.utilities.shape[-1]
 
     def user_slice(self, start, size: int) -> RankingTables:
-        fields = {"utilities": 0, "weights": 0}
-        return slice_users(
-            self, fields if self.order is None else {**fields, "order": 0}, start, size
-        )
+        names = ["utilities", "weights"] + ([] if self.order is None else ["order", "rank"])
+        return slice_users(self, {name: 0 for name in names}, start, size)
 
     def sort(self) -> SortedTies:
-        """The tie groups along each user's order (these users only)."""
-        return sorted_ties(self.utilities, self.order)
+        """The sorted values and tie flag along each user's order (these users only)."""
+        values = jnp.take_along_axis(self.utilities, self.order, axis=-1)
+        any_tie = jnp.any(values[:, 1:] == values[:, :-1])
+        return SortedTies(self.order.T, self.rank, values, any_tie)
 
     def payoffs(self, policy, k):
         """``u_k(·, π)``: the closed form summed over users in chunks."""
@@ -348,7 +585,7 @@ class RankingTables(eqx.Module):
             u = self.utilities
             return jnp.sum(u[:, None, :] < u[:, :, None], axis=-1, dtype=jnp.int32)
         sort = self.sort()
-        return to_response_order(sort, sort.tie_lo)
+        return to_response_order(sort, sort.bounds()[0])
 
 
 def to_response_order(sort: SortedTies, sorted_values: Shaped[Array, "n m"]):
@@ -391,9 +628,11 @@ def pairwise_ranking_masses(
     def tied_mass():
         return tree_sum([jnp.where(utilities[z] == utilities, mass[z], 0.0) for z in range(n)])
 
-    if ties is None:
+    if ties is None or ties is True:
         return below, tied_mass()
     untied = lambda: jnp.broadcast_to(mass[:, None], below.shape).astype(below.dtype)  # noqa: E731
+    if ties is False:  # known at trace time
+        return below, untied()
     return below, jax.lax.cond(ties, tied_mass, untied)
 
 
@@ -409,19 +648,27 @@ def sorted_masses(sort: SortedTies, policy: Float[Array, " n"], k=None, engine: 
     ``"scan"``: a forward scan carries the mass below the current group (compensated sum) and a
     reverse scan the mass up to the top of the current group; both step over positions with all
     ``m`` users at once. When these users have no ties (``sort.any_tie`` false, found from the
-    values in the same program) one forward scan suffices and ``lax.cond`` takes it.
+    values in the same program) the group is the position itself, and ``lax.cond`` takes the
+    branch that never builds the tie groups (one forward scan, or one cumulative sum).
     """
     in_order = nonnegative(policy)[sort.order]
     finish = (lambda b, p: (b, p)) if k is None else (lambda b, p: share(b, p, k))
-    if engine == "parallel":
-        inclusive = jnp.cumsum(in_order, axis=0)
-        exclusive = inclusive - in_order
-        below = jnp.take_along_axis(exclusive, sort.tie_lo, axis=0)
-        tied = jnp.take_along_axis(inclusive, sort.tie_hi, axis=0) - below
-        return finish(below, tied)
     zeros = jnp.zeros_like(in_order[0])
-    position = jnp.arange(in_order.shape[0], dtype=sort.tie_lo.dtype)[:, None]
-    starts, ends = sort.tie_lo == position, sort.tie_hi == position
+    if engine == "parallel":
+
+        def parallel(in_order, grouped):
+            inclusive = jnp.cumsum(in_order, axis=0)
+            exclusive = inclusive - in_order
+            if not grouped:
+                return finish(exclusive, in_order)
+            tie_lo, tie_hi = sort.bounds()
+            below = jnp.take_along_axis(exclusive, tie_lo, axis=0)
+            tied = jnp.take_along_axis(inclusive, tie_hi, axis=0) - below
+            return finish(below, tied)
+
+        return jax.lax.cond(
+            sort.any_tie, lambda x: parallel(x, True), lambda x: parallel(x, False), in_order
+        )
 
     def strict(in_order):  # no ties among these users: one scan, the group is the position
 
@@ -445,6 +692,7 @@ def sorted_masses(sort: SortedTies, policy: Float[Array, " n"], k=None, engine: 
         return group_top, finish(below_j, tied)
 
     def with_ties(in_order):
+        starts, ends = sort.edges()
         _, (below, upto) = jax.lax.scan(forward, (zeros, zeros, zeros), (in_order, starts))
         inputs = (in_order, below, upto, starts, ends)
         return jax.lax.scan(backward, zeros, inputs, reverse=True)[1]

@@ -186,7 +186,11 @@ def _pad_users(pop, num_users: int):
     extra = num_users - pop.num_users
     if extra == 0:
         return pop
-    names = [f.name for f in dataclasses.fields(pop) if f.name in USER_AXES]
+    names = [
+        f.name
+        for f in dataclasses.fields(pop)
+        if f.name in USER_AXES and getattr(pop, f.name) is not None
+    ]
 
     def pad(name):
         array = np.asarray(getattr(pop, name))
@@ -297,7 +301,11 @@ def shard_users(pop, mesh: Mesh | None = None, process_local: bool = False, user
     chunk = user_chunk_for(pop, devices, global_users)
     padded = -(-global_users // chunk) * chunk
     pop = _with_chunk(_pad_users(pop, padded // user_slices), StridedChunk(chunk))
-    names = [f.name for f in dataclasses.fields(pop) if f.name in USER_AXES]
+    names = [
+        f.name
+        for f in dataclasses.fields(pop)
+        if f.name in USER_AXES and getattr(pop, f.name) is not None
+    ]
     placed = []
     for name in names:
         array = getattr(pop, name)
