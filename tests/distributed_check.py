@@ -132,6 +132,16 @@ def main() -> None:
             report[f"{group}/{name}"] = difference(
                 call(pops[group][which]), call(placed[group][which])
             )
+    # Prepared populations: prepared then sharded (the stored order travels with its users),
+    # and sharded then prepared (sorted on the devices).
+    for label, arrange in (
+        ("prepared_then_sharded", lambda p: ua.shard_users(ua.prepare(p), ua.user_mesh())),
+        ("sharded_then_prepared", lambda p: ua.prepare(ua.shard_users(p, ua.user_mesh()))),
+    ):
+        for name in ("payoffs", "exploitability", "robust_win_rate", "solve64"):
+            plain = pops["users"][1 if name.endswith("64") else 0]
+            call = user_calls[name]
+            report[f"users_prepared/{label}_{name}"] = difference(call(plain), call(arrange(plain)))
     sharded = placed["users"][0]
     luce_sharded = ua.shard_users(luce, ua.user_mesh())
     report["users_luce/payoffs"] = difference(

@@ -53,6 +53,7 @@ def main() -> None:
     luce_calls = ("response_payoffs", "exploitability", "robust_win_rate", "solve_tol")
     for pop_name, pop, names in (
         ("ranking", ranking, list(calls)),
+        ("ranking_prepared", ua.prepare(ranking), list(calls)),
         ("plackett_luce", luce, luce_calls),
     ):
         args = (pop, policy, opponent, mixture)

@@ -26,7 +26,7 @@ def test_sharded_prompts_give_the_unsharded_results_on_four_host_devices():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
-    assert len(report) == 15 + 4
+    assert len(report) == 2 * 15 + 4  # ranking (unprepared and prepared), Plackett–Luce
     for name, row in report.items():
         assert row["difference"] <= 1e-12, (name, row)
         assert row["devices"] == (1 if name.split("/")[1] in HOST_SIDE else 4), (name, row)

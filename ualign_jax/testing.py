@@ -3,6 +3,7 @@ of pgx's api_test): :func:`check_dynamics`, :func:`check_population`."""
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,9 +48,11 @@ def check_population(pop: Population, k: int | None = None, num_samples: int = 1
     population's dtype, lies in ``[0, 1]``, satisfies ``<π, u_k> = 1/(k+1)`` and equals the dense
     win tensor contracted with ``π`` and the count form; it is the same under ``jit``, under
     ``vmap`` over policies, through a ``jax.tree.map`` copy, when two copies are stacked on a
-    prompt axis, and (when x64 is enabled) in float32 and float64; the Monte Carlo estimate
-    agrees with it within 5 standard errors. Estimate-only kinds get the shape and ``jit``
-    check of ``monte_carlo_payoffs``.
+    prompt axis, and (when x64 is enabled) in float32 and float64; the prepared population
+    (``pop.prepare()``) gives the same payoffs, eagerly and as a traced argument, and an edit of
+    its data after preparing gives the edited population's own payoffs or raises (never the old
+    ones); the Monte Carlo estimate agrees with it within 5 standard errors. Estimate-only
+    kinds get the shape and ``jit`` check of ``monte_carlo_payoffs``.
 
     Example:
         >>> import ualign_jax as ua
@@ -100,6 +103,7 @@ def check_population(pop: Population, k: int | None = None, num_samples: int = 1
     np.testing.assert_allclose(
         both[1], response_payoffs(pop, policies[1], k), atol=tol, err_msg="stacked prompts"
     )
+    _check_prepared(pop, policy, k, u, tol)
     if jax.config.jax_enable_x64:
         other = jnp.float32 if dtype == jnp.float64 else jnp.float64
         cast = _cast(pop, other)
@@ -108,6 +112,31 @@ def check_population(pop: Population, k: int | None = None, num_samples: int = 1
         got = response_payoffs(cast, moved / jnp.sum(moved), k)
         assert got.dtype == other, "payoffs must follow the population's dtype"
         np.testing.assert_allclose(got, u, atol=2e-6, err_msg="float32 and float64 disagree")
+
+
+def _check_prepared(pop: Population, policy, k: int, u, tol: float) -> None:
+    """Prepared payoffs equal the plain ones; a stale prepared population is never silently
+    wrong."""
+    prepared = pop.prepare()
+    assert prepared.prepared, "prepare() must return a prepared population"
+    traced = jax.jit(lambda p, x: response_payoffs(p, x, k))
+    for got, how in (
+        (response_payoffs(prepared, policy, k), "eagerly"),
+        (traced(prepared, policy), "traced"),
+    ):
+        np.testing.assert_allclose(got, u, atol=tol, err_msg=f"prepared population, {how}")
+    if prepared is pop or not hasattr(pop, "table_field"):
+        return  # nothing stored, or no data table to edit generically
+    # Reverse the responses of the population's data table only (the derived leaves stay).
+    data = getattr(pop, pop.table_field)
+    edited = eqx.tree_at(lambda p: getattr(p, p.table_field), prepared, data[..., ::-1])
+    expected = response_payoffs(edited.replace(), policy, k)  # rebuilt: nothing stored
+    for call in (lambda: response_payoffs(edited, policy, k), lambda: traced(edited, policy)):
+        try:
+            got = call()
+        except (ValueError, eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError):
+            continue  # refused: fine
+        np.testing.assert_allclose(got, expected, atol=tol, err_msg="stale prepared population")
 
 
 def check_dynamics(dynamics: Dynamics, pop, k: int = 2, steps: int = 8) -> None:
