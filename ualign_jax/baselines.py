@@ -21,7 +21,7 @@ from jax.typing import ArrayLike, DTypeLike
 from jaxtyping import Array, Float
 
 from ._validation import check_simplex, static_count
-from .payoffs import check_population, win_tensor
+from .payoffs import check_population, prepare, win_tensor
 from .policies import uniform_policy
 from .populations import Population
 from .solve import solve
@@ -210,6 +210,7 @@ def nlhf(pop: Population, steps: int = 2000) -> Float[Array, "*batch n"]:
     """
     check_population(pop)
     steps = static_count(steps, "steps")
+    pop = prepare(pop)  # sorted once for every prompt and both calls below
     if pop.batch_shape:
         flat = _unbatch(pop)
         return jnp.stack([nlhf(p, steps) for p in flat]).reshape(*pop.batch_shape, -1)

@@ -368,13 +368,14 @@ def _jsonable(value):
 
 
 def load_data(path: str, x64: bool = False):
-    """A population from ``path`` (PrefLib or .npz); problems become one-line UsageErrors."""
+    """A population from ``path`` (PrefLib or .npz), prepared (``ua.prepare``: sorted once for
+    every call the command makes); problems become one-line UsageErrors."""
     import jax.numpy as jnp  # noqa: PLC0415  (keep `ualign --help` fast)
 
     import ualign_jax as ua  # noqa: PLC0415
 
     try:
-        return ua.load_population(path, dtype=jnp.float64 if x64 else None)
+        return ua.prepare(ua.load_population(path, dtype=jnp.float64 if x64 else None))
     except FileNotFoundError as err:
         raise UsageError(f"{path}: no such file") from err
     except ValueError as err:
@@ -494,7 +495,7 @@ def run_demo(args) -> dict:
     import ualign_jax as ua  # noqa: PLC0415
 
     ks = list(range(1, args.k_max + 1))
-    pop = ua.load_dataset("sushi", dtype=jnp.float64 if args.x64 else None)
+    pop = ua.prepare(ua.load_dataset("sushi", dtype=jnp.float64 if args.x64 else None))
     names = _names(pop)
     progress = Progress(len(ks), "solving", not (args.quiet or args.json))
     sols = solve_for_each_k(pop, ks, args.method, args.steps, args.tol, progress)

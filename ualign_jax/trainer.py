@@ -32,6 +32,7 @@ import optax
 from jaxtyping import Array, Float, Int
 
 from .metrics import exploitability
+from .payoffs import prepare
 from .populations import PlackettLucePopulation, RankingPopulation
 from .training import sample_rewards, self_play_loss
 
@@ -346,6 +347,7 @@ def train_population(
         averaging=averaging,
         choice=choice,
     )
+    pop = prepare(pop)  # the referee's exact checks sort the population once, here
     dtype = pop.dtype
     user_cdf = jnp.cumsum(pop.weights)  # judges drawn by inverse CDF: O(log m) per draw
     one_step = _simulated_step(trainer, table, user_cdf, groups, group_size, judges)
