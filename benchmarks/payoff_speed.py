@@ -3,9 +3,10 @@
 Run: ``python benchmarks/payoff_speed.py`` (writes ``benchmarks/results/payoff_speed.json``).
 Each comparison is measured side by side in one process; ratios are what to quote.
 
-1. ``response_payoffs`` (ranking users, m=5000, n=200, k=8, float32; it sorts each user's
-   utilities in every call) and ``payoff_function(pop, k)`` (sorted once, outside the timed
-   call) against a plain NumPy implementation of the same closed form (also sorting once).
+1. ``response_payoffs`` (ranking users, m=5000, n=200 and m=10^5, n=1000, k=8, float32) on a
+   traced, a prepared (``ua.prepare``) and a closed-over population, ``payoff_function`` and
+   ``game_gradient``, against a plain NumPy implementation of the same closed form with each
+   user's order precomputed and with its own argsort (:func:`versus_numpy`).
 2. ``response_payoffs`` against contracting the dense win tensor ``W_{k+1}`` with π on the same
    game (m=1000 ranking users, n=10, k=6: a 10^7-entry tensor).
 3. The ranking engines (``RankingPopulation(..., engine=...)``) against each other, per Hedge
@@ -90,7 +91,23 @@ def per_step_in_scan(payoff_fn, policy, steps=500):
     return best_time(lambda: run(policy).block_until_ready(), repeats=3, rounds=3) / steps
 
 
-def versus_numpy(m=5000, n=200, k=8):
+def _timed_first_call(fn):
+    """Seconds of the first call (trace, compile and one run) of a fresh jitted ``fn``."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+
+def versus_numpy(m=5000, n=200, k=8, repeats=30, rounds=5):
+    """The core call against NumPy, every way a user may hold the population (issue #17).
+
+    NumPy computes the same closed form with each user's order precomputed (``numpy_ms``) and
+    with its own ``np.argsort`` in the call (``numpy_with_argsort_ms``). ualign_jax: a traced
+    population (``jax.jit(f)(pop, pi)``: sorted in every call), a prepared one (``ua.prepare``:
+    the stored order checked in every call), a closed-over one (``jax.jit(lambda pi: f(pop,
+    pi))``: sorted once at trace time; its first call is the compile time), ``payoff_function``
+    jitted, and ``game_gradient`` on traced and prepared populations.
+    """
     rng = np.random.default_rng(0)
     utilities = np.argsort(rng.random((m, n)), axis=1).astype(np.float32)  # strict rankings
     weights = (rng.random(m) + 0.1).astype(np.float32)
@@ -98,30 +115,57 @@ def versus_numpy(m=5000, n=200, k=8):
     policy = rng.dirichlet(np.ones(n)).astype(np.float32)
     pop = ua.RankingPopulation(utilities, weights)
     pi = jnp.asarray(policy)
-    fast = jax.jit(ua.response_payoffs, static_argnums=2)
+    clock = lambda fn: best_time(lambda: jax.block_until_ready(fn()), repeats, rounds)
+
     order = np.argsort(utilities, axis=1)
     rank = np.argsort(order, axis=1)
-    ours = np.asarray(fast(pop, pi, k))
     reference = numpy_closed_form(order, rank, weights, policy, k)
-    agree = float(np.max(np.abs(ours - reference)))
-    agree_horner = float(np.max(np.abs(ours - numpy_horner(order, rank, weights, policy, k))))
-    t_jax = best_time(lambda: fast(pop, pi, k).block_until_ready())
-    prepared = jax.jit(ua.payoffs.payoff_function(pop, k))  # the sort done once, here
-    t_prepared = best_time(lambda: prepared(pi).block_until_ready())
-    t_np = best_time(lambda: numpy_closed_form(order, rank, weights, policy, k))
-    t_np_horner = best_time(lambda: numpy_horner(order, rank, weights, policy, k))
-    return {
-        "m": m,
-        "n": n,
-        "k": k,
-        "jax_ms": 1e3 * t_jax,
-        "jax_sorted_once_ms": 1e3 * t_prepared,
-        "numpy_expm1_form_ms": 1e3 * t_np,
-        "numpy_horner_ms": 1e3 * t_np_horner,
-        "speedup_vs_numpy_expm1_form": t_np / t_jax,
-        "speedup_vs_numpy_horner": t_np_horner / t_jax,
-        "max_abs_difference": max(agree, agree_horner),
-    }
+    row = {"m": m, "n": n, "k": k, "repeats": repeats, "rounds": rounds}
+    row["numpy_ms"] = 1e3 * clock(lambda: numpy_closed_form(order, rank, weights, policy, k))
+    row["numpy_horner_ms"] = 1e3 * clock(lambda: numpy_horner(order, rank, weights, policy, k))
+    row["numpy_argsort_ms"] = 1e3 * clock(lambda: np.argsort(utilities, axis=1))
+
+    def numpy_with_argsort():
+        o = np.argsort(utilities, axis=1)
+        r = np.empty_like(o)
+        np.put_along_axis(r, o, np.broadcast_to(np.arange(n), o.shape), axis=1)
+        return numpy_closed_form(o, r, weights, policy, k)
+
+    row["numpy_with_argsort_ms"] = 1e3 * clock(numpy_with_argsort)
+
+    call = jax.jit(lambda p, x: ua.response_payoffs(p, x, k))
+    row["traced_compile_s"] = _timed_first_call(lambda: call(pop, pi))
+    row["traced_call_ms"] = 1e3 * clock(lambda: call(pop, pi))
+    differences = [np.asarray(call(pop, pi)) - reference]
+    gradient = jax.jit(lambda p, x: ua.game_gradient(p, jnp.log(x), k))
+    gradient(pop, pi).block_until_ready()
+    row["game_gradient_traced_ms"] = 1e3 * clock(lambda: gradient(pop, pi))
+    if hasattr(ua, "prepare"):  # absent before issue #17 (for before/after runs)
+        row["prepare_ms"] = 1e3 * best_time(lambda: ua.prepare(pop).rank.block_until_ready(), 3, 3)
+        prepared = ua.prepare(pop)
+        call(prepared, pi).block_until_ready()
+        row["prepared_call_ms"] = 1e3 * clock(lambda: call(prepared, pi))
+        differences.append(np.asarray(call(prepared, pi)) - reference)
+        gradient(prepared, pi).block_until_ready()
+        row["game_gradient_prepared_ms"] = 1e3 * clock(lambda: gradient(prepared, pi))
+    closure = jax.jit(lambda x: ua.response_payoffs(pop, x, k))
+    row["closure_compile_s"] = _timed_first_call(lambda: closure(pi))
+    row["closure_call_ms"] = 1e3 * clock(lambda: closure(pi))
+    differences.append(np.asarray(closure(pi)) - reference)
+    function = jax.jit(ua.payoffs.payoff_function(pop, k))
+    row["payoff_function_compile_s"] = _timed_first_call(lambda: function(pi))
+    row["payoff_function_call_ms"] = 1e3 * clock(lambda: function(pi))
+    row["max_abs_difference"] = float(max(np.max(np.abs(d)) for d in differences))
+    row["traced_vs_numpy_with_argsort"] = row["numpy_with_argsort_ms"] / row["traced_call_ms"]
+    if "prepared_call_ms" in row:
+        row["prepared_vs_numpy"] = row["numpy_ms"] / row["prepared_call_ms"]
+        row["gradient_over_payoffs_prepared"] = (
+            row["game_gradient_prepared_ms"] / row["prepared_call_ms"]
+        )
+    row["closure_vs_numpy"] = row["numpy_ms"] / row["closure_call_ms"]
+    row["payoff_function_vs_numpy"] = row["numpy_ms"] / row["payoff_function_call_ms"]
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def versus_dense(m=1000, n=10, k=6):
@@ -210,6 +254,7 @@ def main():
         f"{jax.local_device_count()} device)",
         "jax": jax.__version__,
         "versus_numpy": versus_numpy(),
+        "versus_numpy_large": versus_numpy(100_000, 1000, repeats=2, rounds=2),
         "versus_dense_tensor": versus_dense(),
         "ranking_engines": ranking_engines(),
     }

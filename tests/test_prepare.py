@@ -155,10 +155,18 @@ def _program(fn, *args) -> str:
     return jax.jit(fn).lower(*args).as_text()
 
 
-def test_no_sort_in_programs_of_known_populations():
+def test_no_sort_in_programs_of_known_populations(monkeypatch):
+    # large known populations are hidden from constant folding; small ones are left to it (so
+    # that XLA may hoist their work out of loops)
+    from ualign_jax import _numerics
+
     pop = population(STRICT, engine="scan")
     pi = jnp.asarray(POLICY, jnp.float32)
-    sort_callback = f"-> (tensor<{M}x{N}xi32>, tensor<{M}x{N}xi32>)"  # host_sort_orders
+    small = _program(lambda x: ua.response_payoffs(pop, x, K), pi)
+    assert "optimization_barrier" not in small and "stablehlo.sort" not in small
+    monkeypatch.setattr(_numerics, "FOLD_ENTRIES", M * N)
+    pop = population(STRICT[1:], engine="scan")  # another shape: traced afresh
+    sort_callback = f"-> (tensor<{M - 1}x{N}xi32>, tensor<{M - 1}x{N}xi32>)"  # host_sort_orders
     closure = _program(lambda x: ua.response_payoffs(pop, x, K), pi)
     prepared_arg = _program(lambda p, x: ua.response_payoffs(p, x, K), ua.prepare(pop), pi)
     traced_arg = _program(lambda p, x: ua.response_payoffs(p, x, K), pop, pi)

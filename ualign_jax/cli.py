@@ -649,7 +649,7 @@ def run_solve(args) -> dict:
         np.savez(
             folder / "mixture.npz",
             policies=np.asarray(sol.mixture.policies),
-            weights=np.asarray(sol.mixture.weights),
+            weights=np.asarray(sol.mixture.component_weights),
         )
         np.savez(folder / "trace.npz", **trace)
         write_json(folder / "report.json", report)

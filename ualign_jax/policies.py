@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from ._linalg import einsum
-from ._validation import as_float_array, check_simplex, check_weights, static_count
+from ._validation import as_float_array, check_simplex, check_weights, is_concrete, static_count
 
 __all__ = ["ProductMixture", "as_mixture", "uniform_policy"]
 
@@ -25,6 +26,11 @@ class ProductMixture(eqx.Module):
     Args:
         policies: ``[..., T, n]`` rows on the simplex.
         weights: ``[..., T]`` nonnegative (normalised here); default uniform.
+
+    Like the populations, a mixture is normalised again where it is used
+    (:attr:`component_weights`), so ``eqx.tree_at(lambda m: m.weights, mix, 2 * mix.weights)``
+    is the same mixture; every function takes it through :func:`as_mixture`, which also checks
+    concrete policies are on the simplex.
 
     Example:
         >>> mix = ProductMixture(jnp.eye(2), jnp.array([0.5, 0.5]))
@@ -61,15 +67,25 @@ class ProductMixture(eqx.Module):
     def num_responses(self) -> int:
         return self.policies.shape[-1]
 
+    @property
+    def component_weights(self) -> Float[Array, "*batch T"]:
+        """``α``: ``weights`` normalised to sum 1 (again, here: a pytree operation may have
+        rescaled them)."""
+        return self.weights / jnp.sum(self.weights, axis=-1, keepdims=True)
+
     def marginal(self) -> Float[Array, "*batch n"]:
         """The single-output policy ``Σ_t α_t π_t`` (one draw from the mixture)."""
-        return einsum("...t,...tn->...n", self.weights, self.policies)
+        return einsum("...t,...tn->...n", self.component_weights, self.policies)
 
 
 def as_mixture(policy, num_responses: int, name: str = "policy") -> ProductMixture:
     """A policy array ``[..., n]`` or a ``ProductMixture`` as a ``ProductMixture``, validated."""
     if isinstance(policy, ProductMixture):
-        mixture = policy
+        check_weights(policy.weights, f"{name}.weights")
+        if is_concrete(policy.policies) and is_concrete(policy.weights):  # rows in use only
+            used = np.asarray(policy.policies)[np.asarray(policy.weights) > 0]
+            check_simplex(used, f"{name}.policies")
+        mixture = unchecked_mixture(policy.policies, policy.component_weights)
     else:
         p = as_float_array(policy, name)
         check_simplex(p, name)
