@@ -164,8 +164,8 @@ def test_no_sort_in_programs_of_known_populations(monkeypatch):
     pi = jnp.asarray(POLICY, jnp.float32)
     small = _program(lambda x: ua.response_payoffs(pop, x, K), pi)
     assert "optimization_barrier" not in small and "stablehlo.sort" not in small
-    monkeypatch.setattr(_numerics, "FOLD_ENTRIES", M * N)
-    pop = population(STRICT[1:], engine="scan")  # another shape: traced afresh
+    monkeypatch.setattr(_numerics, "FOLD_ENTRIES", (M - 1) * N)
+    pop = ua.RankingPopulation(STRICT[1:].astype(np.float32), engine="scan")  # traced afresh
     sort_callback = f"-> (tensor<{M - 1}x{N}xi32>, tensor<{M - 1}x{N}xi32>)"  # host_sort_orders
     closure = _program(lambda x: ua.response_payoffs(pop, x, K), pi)
     prepared_arg = _program(lambda p, x: ua.response_payoffs(p, x, K), ua.prepare(pop), pi)
