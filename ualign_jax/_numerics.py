@@ -31,11 +31,10 @@ def nonnegative(policy):
     return policy + jax.lax.stop_gradient(jnp.maximum(policy, 0.0) - policy)
 
 
-#: Entries from which concrete arrays are hidden from XLA's constant folding (see
-#: :func:`unfoldable`): below it folding is quick (under a second) and lets XLA hoist the work on
-#: them out of a loop; above it folding would take seconds to minutes (a closed-over population
-#: of 5000 x 200 with its sort order took 1.5 s without the barrier, 0.3 s with it).
-FOLD_ENTRIES = 2**18
+#: Entries (of its largest array) from which a concrete tree is hidden from XLA's constant
+#: folding (see :func:`unfoldable`): below it folding the little work left on known arrays is
+#: quick and lets XLA hoist that work out of a loop; above it folding would take seconds.
+FOLD_ENTRIES = 2**19
 
 
 def unfoldable(tree):
@@ -44,8 +43,8 @@ def unfoldable(tree):
     Arrays known at trace time (a population closed over by a jitted function) are constants to
     XLA, which folds the work on them at compile time: minutes for a sort of 10^6 entries.
     Behind the barrier they are opaque and the work runs in the compiled program, but XLA can
-    no longer hoist it out of a loop around the call, so small trees (fewer than
-    :data:`FOLD_ENTRIES` entries, quick to fold) are left as they are.
+    no longer hoist it out of a loop around the call, so trees whose largest array has fewer
+    than :data:`FOLD_ENTRIES` entries are left as they are.
     Example: ``jax.jit(lambda x: unfoldable(big) @ x)`` compiles without folding ``big``.
     """
     leaves = [x for x in jax.tree.leaves(tree) if eqx.is_array(x)]
@@ -55,10 +54,10 @@ def unfoldable(tree):
 
 
 def unfoldable_arrays(tree):
-    """``tree`` with its arrays behind one optimization barrier when they hold at least
-    :data:`FOLD_ENTRIES` entries (see :func:`unfoldable`; the arrays may be traced)."""
+    """``tree`` with its arrays behind one optimization barrier when its largest array has at
+    least :data:`FOLD_ENTRIES` entries (see :func:`unfoldable`; the arrays may be traced)."""
     arrays, rest = eqx.partition(tree, eqx.is_array)
-    if sum(x.size for x in jax.tree.leaves(arrays)) < FOLD_ENTRIES:
+    if max((x.size for x in jax.tree.leaves(arrays)), default=0) < FOLD_ENTRIES:
         return tree
     return eqx.combine(jax.lax.optimization_barrier(arrays), rest)
 

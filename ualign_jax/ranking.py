@@ -230,11 +230,15 @@ class RankingPopulation(UserTable):
                 weights = eqx.error_if(weights, stale, STALE_ORDER)
         elif engine != "pairwise" or concrete:
             order, rank = sort_orders(u, sharded=self.sharded)
+        values = None
         if engine == "pairwise":
             if ties is None:
                 ties = tie_flag(self, order)
             order = rank = None
-        return unfoldable(RankingTables(u, weights, order, rank, ties, self.user_chunk, engine))
+        elif concrete:  # the sorted values and the tie flag too, now: nothing left to fold
+            values, ties = host_sorted_values(u, order)
+        tables = RankingTables(u, weights, order, rank, values, ties, self.user_chunk, engine)
+        return unfoldable(tables)
 
     def payoff_function(self, k):
         return RankingPayoffs(self.tables(), k)
@@ -485,12 +489,19 @@ def checked_order(pop: RankingPopulation):
             raise ValueError(f"{STALE_ORDER} ({wrong} users' orders are wrong)")
         return tied, False
     tables = RankingTables(
-        pop.utilities, pop.weights, pop.order, pop.rank, None, pop.user_chunk, "scan"
+        pop.utilities, pop.weights, pop.order, pop.rank, None, None, pop.user_chunk, "scan"
     )
     summary = lambda t: order_summary(t.utilities, t.order, t.rank)
     zeros = jnp.zeros(2, pop.dtype)
     wrong, tied = chunked_user_sum(tables, summary, None, zeros)
     return tied > 0, wrong > 0
+
+
+def host_sorted_values(utilities, order) -> tuple[jax.Array, bool]:
+    """Each user's utilities along ``order`` and whether any user has ties (concrete arrays,
+    NumPy)."""
+    values = np.take_along_axis(np.asarray(utilities), np.asarray(order), axis=-1)
+    return jnp.asarray(values), bool(np.any(values[..., 1:] == values[..., :-1]))
 
 
 def tie_flag(pop: RankingPopulation, order) -> Bool[Array, ""] | bool:
@@ -500,7 +511,9 @@ def tie_flag(pop: RankingPopulation, order) -> Bool[Array, ""] | bool:
     if order is not None and is_concrete(order) and is_concrete(pop.utilities):
         values = np.take_along_axis(np.asarray(pop.utilities), np.asarray(order), axis=-1)
         return bool(np.any(values[:, 1:] == values[:, :-1]))
-    tables = RankingTables(pop.utilities, pop.weights, None, None, None, pop.user_chunk, "pairwise")
+    tables = RankingTables(
+        pop.utilities, pop.weights, None, None, None, None, pop.user_chunk, "pairwise"
+    )
     flag = lambda sub: jnp.broadcast_to(any_ties(sub.utilities), (pop.num_responses,))
     found = chunked_user_sum(tables, lambda sub: flag(sub).astype(pop.dtype), PAIRWISE_MAX_USERS)
     return found[0] > 0
@@ -530,7 +543,8 @@ class RankingTables(eqx.Module):
     weights: Float[Array, " m"]
     order: Int[Array, "m n"] | None
     rank: Int[Array, "m n"] | None
-    ties: Bool[Array, ""] | bool | None  # whether any user ties two responses (pairwise engine)
+    values: Float[Array, "m n"] | None  # utilities along ``order``, when found beforehand
+    ties: Bool[Array, ""] | bool | None  # whether any user ties two responses, when known
     user_chunk: int | None = eqx.field(static=True)
     engine: str = eqx.field(static=True)
 
@@ -543,13 +557,19 @@ class RankingTables(eqx.Module):
         return self.utilities.shape[-1]
 
     def user_slice(self, start, size: int) -> RankingTables:
-        names = ["utilities", "weights"] + ([] if self.order is None else ["order", "rank"])
-        return slice_users(self, {name: 0 for name in names}, start, size)
+        names = ["utilities", "weights", "order", "rank", "values"]
+        leaves = {name: 0 for name in names if getattr(self, name) is not None}
+        return slice_users(self, leaves, start, size)
 
     def sort(self) -> SortedTies:
-        """The sorted values and tie flag along each user's order (these users only)."""
-        values = jnp.take_along_axis(self.utilities, self.order, axis=-1)
-        any_tie = jnp.any(values[:, 1:] == values[:, :-1])
+        """The sorted values and tie flag along each user's order (these users only; a flag
+        known for all users stands for these too)."""
+        values = self.values
+        if values is None:
+            values = jnp.take_along_axis(self.utilities, self.order, axis=-1)
+        any_tie = self.ties
+        if any_tie is None:
+            any_tie = jnp.any(values[:, 1:] == values[:, :-1])
         return SortedTies(self.order.T, self.rank, values, any_tie)
 
     def payoffs(self, policy, k):
@@ -666,6 +686,8 @@ def sorted_masses(sort: SortedTies, policy: Float[Array, " n"], k=None, engine: 
             tied = jnp.take_along_axis(inclusive, tie_hi, axis=0) - below
             return finish(below, tied)
 
+        if isinstance(sort.any_tie, bool):  # known when the program is built
+            return parallel(in_order, sort.any_tie)
         return jax.lax.cond(
             sort.any_tie, lambda x: parallel(x, True), lambda x: parallel(x, False), in_order
         )
@@ -697,5 +719,7 @@ def sorted_masses(sort: SortedTies, policy: Float[Array, " n"], k=None, engine: 
         inputs = (in_order, below, upto, starts, ends)
         return jax.lax.scan(backward, zeros, inputs, reverse=True)[1]
 
+    if isinstance(sort.any_tie, bool):  # known when the program is built
+        return (with_ties if sort.any_tie else strict)(in_order)
     # A branch, not a static flag: the structure follows the values (under vmap both run).
     return jax.lax.cond(sort.any_tie, with_ties, strict, in_order)
