@@ -57,6 +57,7 @@ def _load_everything() -> None:
     )
     from .generators import (
         condorcet_instance,
+        ell_tight_instance,
         impartial_culture,
         mallows_mixture,
         plackett_luce_mixture,
@@ -183,6 +184,7 @@ __all__ = [
     "DATASETS",
     "PreflibData",
     "condorcet_instance",
+    "ell_tight_instance",
     "impartial_culture",
     "load_dataset",
     "load_preflib",

@@ -1,5 +1,6 @@
 """Synthetic populations (docs/theory.md §6): impartial culture, Mallows and Plackett–Luce
-mixtures, and the Condorcet-winner instance of docs/theory.md §4 (T3).
+mixtures, the Condorcet-winner instance of docs/theory.md §4 (T3), and the instance on which
+the ℓ-output guarantee of docs/theory.md §4 (T4) is tight.
 
 Every generator is a pure function returning a population. Rankings are encoded as utilities:
 the response in position ``p`` (0 = best) of a user's ranking gets utility ``n - p``, so each row
@@ -25,6 +26,7 @@ from .populations import PlackettLucePopulation, RankingPopulation
 
 __all__ = [
     "condorcet_instance",
+    "ell_tight_instance",
     "impartial_culture",
     "sampled_impartial_culture",
     "mallows_mixture",
@@ -270,3 +272,81 @@ def condorcet_instance(
     weights = np.full(n, (0.5 - delta) / (n - 1))
     weights[0] = 0.5 + delta
     return RankingPopulation(jnp.asarray(utilities, dtype), weights=jnp.asarray(weights, dtype))
+
+
+def ell_tight_instance(
+    k: int, ell: int, eps: float | None = None, *, dtype: DTypeLike | None = None
+) -> RankingPopulation:
+    """An equilibrium whose robust win rate against ℓ-output opponents is ``1 − ℓ/(k+1) + ℓ·eps``.
+
+    The instance behind the tightness of docs/theory.md §4 (T4): the guarantee
+    ``R_{k,ℓ}(π^{⊗k}) ≥ 1 − ℓ/(k+1)`` of an equilibrium ``π`` of the (k+1)-player game cannot be
+    raised, since here an equilibrium gets within ``ℓ·eps`` of it, for any ``eps > 0``.
+
+    Responses are ``a, z1, ..., zℓ`` (indices ``0..ℓ``). User type ``j`` (row ``j = 1..ℓ``) has
+    weight ``q = 1/(k+1) − eps`` and ranks ``zj ≻ a ≻`` the other ``z`` in index order; row 0,
+    of weight ``1 − ℓq``, ranks ``a ≻ z1 ≻ ... ≻ zℓ``. Against ``δ_a`` (every sample is ``a``)
+    ``u_k(a, δ_a) = 1/(k+1)`` and ``u_k(zj, δ_a) = q < 1/(k+1)``, so ``δ_a`` is a strict
+    symmetric equilibrium. The opponent offering ``z1..zℓ`` wins every type ``j ≥ 1``, and the
+    one offering ``ℓ`` copies of ``a`` gets the share ``ℓ/(k+ℓ)`` of every user; these two are
+    the worst cases, so
+
+        R_{k,ℓ}(δ_a) = min(1 − ℓ/(k+1) + ℓ·eps, k/(k+ℓ)),
+
+    which is ``1 − ℓ/(k+1) + ℓ·eps`` exactly when ``eps ≤ (ℓ−1)/((k+1)(k+ℓ))`` (never for
+    ``ℓ = 1``, where every equilibrium has ``R_{k,1} = k/(k+1)``, T1).
+
+    Args:
+        k: responses per prompt of the model, ``k >= 1``.
+        ell: responses of the opponent, ``1 <= ell <= k + 1`` (beyond ``k + 1`` the guarantee
+            ``1 − ℓ/(k+1)`` is negative).
+        eps: how far each ``zj`` type's weight stays below ``1/(k+1)``, in ``(0, 1/(k+1))``;
+            default ``1/(2(k+1)(k+ℓ))``, at most half the largest ``eps`` for which the robust
+            win rate is ``1 − ℓ/(k+1) + ℓ·eps``.
+        dtype: float dtype.
+
+    Returns:
+        A :class:`RankingPopulation` with ``ℓ + 1`` user types (utilities ``[ℓ+1, ℓ+1]``) and
+        response names ``("a", "z1", ..., "zℓ")``.
+
+    Example:
+        >>> from ualign_jax.metrics import robust_win_rate
+        >>> pop = ell_tight_instance(2, 2, eps=0.01)
+        >>> pop.names, pop.utilities.tolist()
+        (('a', 'z1', 'z2'), [[3.0, 2.0, 1.0], [2.0, 3.0, 1.0], [2.0, 1.0, 3.0]])
+        >>> [round(float(w), 4) for w in pop.weights]
+        [0.3533, 0.3233, 0.3233]
+        >>> delta_a = jnp.array([1.0, 0.0, 0.0], pop.utilities.dtype)
+        >>> round(float(robust_win_rate(pop, delta_a, 2, ell=2)), 4)  # 1 - 2/3 + 2 * 0.01
+        0.3533
+    """
+    k = static_count(k, "k")
+    ell = static_count(ell, "ell")
+    if ell > k + 1:
+        raise ValueError(f"ell must be at most k + 1 = {k + 1}, got {ell}")
+    dtype = float_dtype_arg(dtype)
+    if eps is None:
+        eps = 1.0 / (2 * (k + 1) * (k + ell))
+    if not is_concrete(eps):
+        raise ValueError("eps must be a concrete number (it is used to build the instance)")
+    _check_real(eps, "eps", 0.0, 1.0 / (k + 1), low_open=True, high_open=True)
+    eps = float(eps)
+    challenger_weight = 1.0 / (k + 1) - eps  # q, the weight of each type ranking some zj first
+    majority_weight = (k + 1 - ell) / (k + 1) + ell * eps  # 1 − ℓq, without the cancellation
+    weights = np.array([majority_weight] + [challenger_weight] * ell)
+    if not np.all(np.asarray(weights, dtype) > 0):
+        raise ValueError(
+            f"eps = {eps} leaves a user weight that is not positive in {dtype} "
+            f"(weights 1 − ℓq = {majority_weight:.3g} and q = {challenger_weight:.3g})"
+        )
+    n = ell + 1
+    values = n - np.arange(n)  # utility of ranking position p
+    utilities = np.zeros((n, n))
+    utilities[0] = values
+    for j in range(1, n):
+        ranking = [j, 0] + [z for z in range(1, n) if z != j]
+        utilities[j, ranking] = values
+    names = ("a",) + tuple(f"z{j}" for j in range(1, n))
+    return RankingPopulation(
+        jnp.asarray(utilities, dtype), weights=jnp.asarray(weights, dtype), names=names
+    )
