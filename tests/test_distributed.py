@@ -11,12 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import ualign_jax as ua
-from ualign_jax._numerics import StridedChunk, chunked_user_sum, strided_users
+from ualign_jax._numerics import chunked_user_sum, strided_user_slice
+from ualign_jax.population import unchecked_replace
 from ualign_jax.sharding import initialize_distributed, user_chunk_for
 
 #: float32 results equal the one-device ones to this (sums over users in another order).
@@ -90,11 +92,13 @@ def test_each_device_holds_only_its_users(report):
 
 def test_strided_chunks_tile_the_users():
     pop = ua.RankingPopulation(jnp.arange(12.0).reshape(6, 2))
-    sub = strided_users(pop, 1, 2)
+    sub = strided_user_slice(pop, 1, 2)
     assert sub.utilities[:, 0].tolist() == [2.0, 6.0, 10.0]
     assert sub.weights.shape == (3,)
-    strided = ua.sharding._with_chunk(pop, StridedChunk(3))
-    assert strided.user_chunk == StridedChunk(3) and strided.user_chunk != 3
+    strided = unchecked_replace(pop, user_chunk=3, strided_users=True)
+    assert strided.user_chunk == 3 and strided.strided_users and not pop.strided_users
+    # the layout is part of the tree structure: the two layouts never share a compiled program
+    assert jax.tree.structure(strided) != jax.tree.structure(pop.with_user_chunk(3))
     seen = []
     chunked_user_sum(strided, lambda p: seen.append(p.utilities[:, 0]) or jnp.zeros(2))
     assert seen[0].shape == (3,)  # one traced chunk of 3 strided users, run twice by the loop

@@ -7,7 +7,6 @@ tie group against ``k`` draws (docs/theory.md §3) and Gauss–Legendre rules on
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import equinox as eqx
@@ -113,51 +112,21 @@ def user_chunk_size(pop) -> int:
     return max(USER_BLOCK, CHUNK_ENTRIES // pop.num_responses)
 
 
-#: The user axis of each array a population (or its derived tables) may hold, counted from the
-#: end; arrays not named here have none. The strided chunk loop and ``shard_users`` split them.
-USER_AXES = {"utilities": -2, "log_weights": -2, "weights": -1, "order": -2, "rank": -2}
-
-
-class StridedChunk(int):
-    """A ``user_chunk`` whose chunks are strided over the users (see :func:`strided_users`).
-
-    ``shard_users`` sets it; it compares unequal to a plain int of the same value, so a
-    population's compiled programs are never shared between the two layouts.
-    Example: ``StridedChunk(64) == 64`` is ``False``; ``int(StridedChunk(64))`` is ``64``.
-    """
-
-    def __eq__(self, other):
-        return type(other) is StridedChunk and int(self) == int(other)
-
-    def __ne__(self, other):
-        return not self == other
-
-    def __hash__(self):
-        return hash(("strided", int(self)))
-
-    def __repr__(self):
-        return f"StridedChunk({int(self)})"
-
-
-def strided_users(pop, index, num_chunks: int):
+def strided_user_slice(pop, index, num_chunks: int):
     """Users ``index, index + num_chunks, index + 2·num_chunks, ...`` of an unbatched population.
 
-    ``num_users`` must be a multiple of ``num_chunks``; ``index`` may be traced; weights are not
-    renormalised. Example: users ``[0..5]`` with ``num_chunks = 2`` and ``index = 1`` keep
-    ``[1, 3, 5]``.
+    The arrays split are the population's ``user_axes``; ``num_users`` must be a multiple of
+    ``num_chunks``; ``index`` may be traced; weights are not renormalised. Example: users
+    ``[0..5]`` with ``num_chunks = 2`` and ``index = 1`` keep ``[1, 3, 5]``.
     """
-    names = [
-        f.name
-        for f in dataclasses.fields(pop)
-        if f.name in USER_AXES and getattr(pop, f.name) is not None
-    ]
+    names = [name for name in pop.user_axes if getattr(pop, name) is not None]
 
     def take(array, axis: int):
         axis += array.ndim
         split = array.reshape(*array.shape[:axis], -1, num_chunks, *array.shape[axis + 1 :])
         return jax.lax.dynamic_index_in_dim(split, index, axis + 1, keepdims=False)
 
-    taken = [take(getattr(pop, name), USER_AXES[name]) for name in names]
+    taken = [take(getattr(pop, name), pop.user_axes[name]) for name in names]
     return eqx.tree_at(lambda p: [getattr(p, name) for name in names], pop, taken)
 
 
@@ -168,7 +137,7 @@ def chunked_user_sum(pop, per_chunk, max_chunk: int | None = None, zeros=None):
     ``user_slice(start, size)``. ``per_chunk(sub_pop) -> [n]`` sums over the users it is given
     (with their weights); with ``zeros`` given it returns arrays of that shape instead. Chunks are
     ``user_chunk_size(pop)`` users, at most ``max_chunk``. With a
-    :class:`StridedChunk` (users sharded by ``shard_users``) chunks are strided over the users;
+    ``pop.strided_users`` (users sharded by ``shard_users``) chunks are strided over the users;
     otherwise contiguous, the last one shifted back to end at user ``m`` and the users it shares
     with the previous chunk given weight 0, so no padded copy is made.
     """
@@ -178,7 +147,7 @@ def chunked_user_sum(pop, per_chunk, max_chunk: int | None = None, zeros=None):
     num_chunks = -(-m // chunk)
     if zeros is None:
         zeros = jnp.zeros(pop.num_responses, pop.weights.dtype)
-    if isinstance(pop.user_chunk, StridedChunk) and m % num_chunks == 0:
+    if pop.strided_users and m % num_chunks == 0:
         # Strided chunks (users b, b + num_chunks, ...), set by ``shard_users``: with the user
         # axis sharded over d devices (padded so that d divides m / num_chunks) each device
         # holds its own m / (d·num_chunks) users of every chunk, so the loop reads only local
@@ -186,7 +155,7 @@ def chunked_user_sum(pop, per_chunk, max_chunk: int | None = None, zeros=None):
         # sharded axis make XLA all-gather every user onto every device; on one device the
         # strided gather is slower (1.8x per Hedge step measured, 524,288 x 16, scan engine).
         def add_strided(b, total):
-            return total + per_chunk(strided_users(pop, b, num_chunks))
+            return total + per_chunk(strided_user_slice(pop, b, num_chunks))
 
         return jax.lax.fori_loop(0, num_chunks, add_strided, zeros)
 

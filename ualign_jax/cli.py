@@ -1027,8 +1027,10 @@ def run_train(args) -> dict:
     pop = load_data(args.data, args.x64)
     if pop.batch_shape:
         raise UsageError(f"{args.data}: one prompt expected")
-    if not isinstance(pop, ua.RankingPopulation | ua.PlackettLucePopulation):
-        raise UsageError(f"{args.data}: ranking or Plackett-Luce users expected")
+    try:
+        pop.judge_scores()  # simulated judges need each user's scores
+    except ValueError as err:
+        raise UsageError(f"{args.data}: ranking or Plackett-Luce users expected ({err})") from err
     steps = args.steps if args.steps is not None else trainer.DEFAULT_TRAIN_STEPS
     tol = args.tol if args.tol is not None else trainer.DEFAULT_TRAIN_TOL
     eval_every = min(args.eval_every, steps)

@@ -15,7 +15,6 @@ from jaxtyping import Array, Float, Int
 
 from ._combinatorics import all_multisets, num_multisets
 from ._linalg import dot
-from ._numerics import user_average
 from ._validation import check_count, static_count
 from .payoffs import (
     check_population,
@@ -184,15 +183,11 @@ def _greedy_opponent(pop, mixture: ProductMixture, k: int, ell: int):
     n = pop.num_responses
     policies = mixture.policies
     dtype = policies.dtype
-    init, add, shares = pop.greedy_parts(policies, k, ell)
+    init, add, wins = pop.greedy_parts(policies, k, ell)
     alphas = mixture.weights.astype(dtype)
-    weights = pop.user_weights.astype(dtype)
 
-    def average(shares):  # [T, m] -> Σ_t α_t Σ_i w_i shares[t, i]
-        return dot(alphas, jax.vmap(lambda share: user_average(weights, share))(shares))
-
-    def value(state):
-        return average(shares(state))
+    def value(state):  # Σ_t α_t (the multiset's win against π_t, averaged over users)
+        return dot(alphas, wins(state))
 
     def step(state, _):
         candidates = jax.vmap(add, in_axes=(None, 0))(state, jnp.arange(n, dtype=jnp.int32))

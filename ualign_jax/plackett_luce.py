@@ -146,6 +146,7 @@ class PlackettLucePopulation(UserTable):
         self.weights = normalised_weights(weights, s.shape[:-2], s.shape[-2], s.dtype)
         self.names = check_names(names, s.shape[-1])
         self.user_chunk = check_user_chunk(user_chunk)
+        self.strided_users = False
 
     @property
     def quadrature_nodes(self) -> int:
@@ -160,6 +161,14 @@ class PlackettLucePopulation(UserTable):
 
     def pick_probabilities(self, pool: Int[Array, " N"]) -> Float[Array, "m N"]:
         return jax.nn.softmax(self.log_weights[..., pool], axis=-1)
+
+    def judge_scores(self):
+        return self.log_weights, "plackett_luce"
+
+    def sharded_chunk_cap(self, num_users: int, devices: int) -> int | None:
+        """One vectorised block of users per chunk (see :func:`_user_batch`)."""
+        per_user = (self.quadrature_nodes + 1) * self.num_responses
+        return max(1, (8 * 2**20) // per_user)
 
     def payoff_function(self, k):
         return BoundPayoffs(self, k, _normalised_payoffs)
@@ -223,9 +232,12 @@ class PlackettLucePopulation(UserTable):
         def add(total, y):
             return total + scaled[:, y]
 
+        weights = self.user_weights.astype(policies.dtype)
+
         def value(total):
             decay = jnp.exp(-grids.times * total[:, None])  # [m, N]
-            return total * jnp.sum(fields * decay, axis=-1)
+            shares = total * jnp.sum(fields * decay, axis=-1)  # [T, m]
+            return jax.vmap(lambda share: user_average(weights, share))(shares)
 
         return init, add, value
 

@@ -15,6 +15,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._linalg import einsum
+from ._pytrees import unchecked_replace
 from ._validation import as_float_array, check_simplex, check_weights, is_concrete, static_count
 
 __all__ = ["ProductMixture", "as_mixture", "uniform_policy"]
@@ -99,10 +100,8 @@ def as_mixture(policy, num_responses: int, name: str = "policy") -> ProductMixtu
 
 def unchecked_mixture(policies, weights) -> ProductMixture:
     """A ``ProductMixture`` from arrays known to be valid (solver output; no host round trip)."""
-    mixture = object.__new__(ProductMixture)
-    object.__setattr__(mixture, "policies", policies)
-    object.__setattr__(mixture, "weights", weights)
-    return mixture
+    template = object.__new__(ProductMixture)
+    return unchecked_replace(template, policies=policies, weights=weights)
 
 
 def uniform_policy(num_responses: int, dtype=None) -> Float[Array, " n"]:

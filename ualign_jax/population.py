@@ -36,7 +36,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import contextvars
-import dataclasses
 import inspect
 from collections.abc import Callable
 from typing import ClassVar
@@ -49,9 +48,10 @@ from jaxtyping import Array, Float, Int
 from ._combinatorics import rotations
 from ._linalg import dot
 from ._numerics import khatri_rao_power, unfoldable
+from ._pytrees import unchecked_replace
 from ._validation import as_float_array, check_weights, is_concrete, static_count
 
-__all__ = ["Population", "PayoffFunction", "UserTable"]
+__all__ = ["Population", "PayoffFunction", "UserTable", "unchecked_replace"]
 
 
 class Population(eqx.Module):
@@ -167,8 +167,28 @@ class Population(eqx.Module):
     def greedy_parts(self, policies, k: int, ell: int):
         """``(init, add, value)`` for the greedy ``ell``-output opponent of
         ``metrics.robust_win_rate_bounds``: a per-user summary of a multiset, how adding a
-        response updates it, and the ``[T, m]`` shares it wins against each policy row."""
+        response updates it, and the ``[T]`` share of the users it wins against each policy
+        row (averaged over users with their weights)."""
         raise self._unavailable("robust_win_rate_bounds (it needs ranking or Plackett–Luce users)")
+
+    # ----------------------------------------------------------------- layout and judges
+
+    @property
+    def user_axes(self) -> dict[str, int]:
+        """The array fields with a user axis, each with that axis counted from the end (what
+        user chunks and ``shard_users`` split); empty for kinds without a user table."""
+        return {}
+
+    def judge_scores(self):
+        """``(scores [..., m, n], choice)``: each user's score of each response and the judges'
+        choice rule for ``sample_rewards`` (``"best"`` or ``"plackett_luce"``), for simulated
+        training (``train_population``)."""
+        raise self._unavailable("judges for simulated training (train_population)")
+
+    def sharded_chunk_cap(self, num_users: int, devices: int) -> int | None:
+        """The most users per chunk when the users are sharded over ``devices`` (``None``: no
+        limit beyond memory)."""
+        return None
 
     def _unavailable(self, what: str) -> ValueError:
         if not self.exact:
@@ -267,14 +287,6 @@ def check_user_chunk(user_chunk):
     return static_count(user_chunk, "user_chunk")
 
 
-def with_static(module, **changes):
-    """A copy of ``module`` with static fields changed (its arrays shared, no re-validation)."""
-    copy = object.__new__(type(module))
-    for field in dataclasses.fields(module):
-        object.__setattr__(copy, field.name, changes.get(field.name, getattr(module, field.name)))
-    return copy
-
-
 def slice_users(module, leaves: dict[str, int], start, size: int):
     """``module`` with ``size`` users from ``start`` kept; ``leaves`` maps field -> user axis."""
     sliced = [
@@ -295,6 +307,9 @@ class UserTable(Population):
     weights: Float[Array, "*batch m"]
     names: tuple[str, ...] | None = eqx.field(static=True)
     user_chunk: int | None = eqx.field(static=True)
+    #: Whether user chunks are strided over the users (set by ``shard_users``: each device then
+    #: reads its own users of every chunk) rather than contiguous.
+    strided_users: bool = eqx.field(static=True)
 
     @property
     def table(self) -> Float[Array, "*batch m n"]:
@@ -331,12 +346,22 @@ class UserTable(Population):
 
     def with_user_chunk(self, user_chunk: int | None):
         """The same population, its payoffs computed ``user_chunk`` users at a time."""
-        return with_static(self, user_chunk=check_user_chunk(user_chunk))
+        return unchecked_replace(self, user_chunk=check_user_chunk(user_chunk))
+
+    @property
+    def user_axes(self) -> dict[str, int]:
+        return {self.table_field: -2, "weights": -1}
 
     def user_slice(self, start, size: int):
         """Users ``start .. start + size - 1`` of an unbatched population (``start`` may be traced;
         weights are not renormalised)."""
-        return slice_users(self, {self.table_field: 0, "weights": 0}, start, size)
+        arrays = {name: getattr(self, name) for name in self.user_axes}
+        leaves = {
+            name: array.ndim + self.user_axes[name]
+            for name, array in arrays.items()
+            if array is not None
+        }
+        return slice_users(self, leaves, start, size)
 
     @abc.abstractmethod
     def pick_probabilities(self, pool: Int[Array, " N"]) -> Float[Array, "m N"]:

@@ -41,7 +41,8 @@ from jaxtyping import Array, Bool, Float, Int, Shaped
 
 from ._linalg import einsum
 from ._numerics import (
-    StridedChunk,
+    USER_BLOCK,
+    USER_SLICE,
     chunked_user_sum,
     compensated_add,
     gauss_legendre_unit,
@@ -63,7 +64,7 @@ from .population import (
     normalised_weights,
     preparation_trusted,
     slice_users,
-    with_static,
+    unchecked_replace,
 )
 
 __all__ = ["RankingPopulation", "ENGINES", "ranking_engine"]
@@ -158,11 +159,12 @@ class RankingPopulation(UserTable):
         self.weights = normalised_weights(weights, u.shape[:-2], u.shape[-2], u.dtype)
         self.names = check_names(names, u.shape[-1])
         self.user_chunk = check_user_chunk(user_chunk)
+        self.strided_users = False
         self.engine = check_engine(engine)
 
     def with_engine(self, engine: str) -> RankingPopulation:
         """The same population, its payoffs computed by ``engine`` (see :data:`ENGINES`)."""
-        return with_static(self, engine=check_engine(engine))
+        return unchecked_replace(self, engine=check_engine(engine))
 
     def pick_probabilities(self, pool: Int[Array, " N"]) -> Float[Array, "m N"]:
         values = self.utilities[..., pool]
@@ -207,13 +209,21 @@ class RankingPopulation(UserTable):
         several devices): the sort then stays inside the program, on the devices."""
         u = self.utilities
         spread = isinstance(u, jax.Array) and is_concrete(u) and len(u.sharding.device_set) > 1
-        return spread or isinstance(self.user_chunk, StridedChunk)
+        return spread or self.strided_users
 
-    def user_slice(self, start, size: int):
-        names = (
-            ("utilities", "weights", "order", "rank") if self.prepared else ("utilities", "weights")
-        )
-        return slice_users(self, {name: 0 for name in names}, start, size)
+    @property
+    def user_axes(self) -> dict[str, int]:
+        return {"utilities": -2, "weights": -1, "order": -2, "rank": -2}
+
+    def judge_scores(self):
+        return self.utilities, "best"
+
+    def sharded_chunk_cap(self, num_users: int, devices: int) -> int | None:
+        """The pairwise engine's chunks stay within one ``USER_SLICE`` product (its static slices
+        of a sharded axis would move data between devices)."""
+        if ranking_engine(self.num_responses, num_users, self.engine) == "pairwise":
+            return max(USER_SLICE, devices * USER_BLOCK)
+        return None
 
     def tables(self) -> RankingTables:
         """What the payoffs need beyond the leaves, computed now (one prompt; see
@@ -237,7 +247,9 @@ class RankingPopulation(UserTable):
             order = rank = None
         elif concrete:  # the sorted values and the tie flag too, now: nothing left to fold
             values, ties = host_sorted_values(u, order)
-        tables = RankingTables(u, weights, order, rank, values, ties, self.user_chunk, engine)
+        tables = RankingTables(
+            u, weights, order, rank, values, ties, self.user_chunk, self.strided_users, engine
+        )
         return unfoldable(tables)
 
     def payoff_function(self, k):
@@ -307,10 +319,14 @@ class RankingPopulation(UserTable):
             count = jnp.where(g > top, 1, jnp.where(g == top, count + 1, count))
             return jnp.maximum(top, g), count, jnp.where(g > top, y, best)
 
+        weights = self.user_weights.astype(dtype)
+
         def value(state):
             _, count, best = state
             return jax.vmap(
-                lambda b, p: tied_top_share(count, b[users, best], p[users, best], k, *nodes)
+                lambda b, p: user_average(
+                    weights, tied_top_share(count, b[users, best], p[users, best], k, *nodes)
+                )
             )(below, tied)
 
         return init, add, value
@@ -489,7 +505,15 @@ def checked_order(pop: RankingPopulation):
             raise ValueError(f"{STALE_ORDER} ({wrong} users' orders are wrong)")
         return tied, False
     tables = RankingTables(
-        pop.utilities, pop.weights, pop.order, pop.rank, None, None, pop.user_chunk, "scan"
+        pop.utilities,
+        pop.weights,
+        pop.order,
+        pop.rank,
+        None,
+        None,
+        pop.user_chunk,
+        pop.strided_users,
+        "scan",
     )
     summary = lambda t: order_summary(t.utilities, t.order, t.rank)
     zeros = jnp.zeros(2, pop.dtype)
@@ -512,7 +536,15 @@ def tie_flag(pop: RankingPopulation, order) -> Bool[Array, ""] | bool:
         values = np.take_along_axis(np.asarray(pop.utilities), np.asarray(order), axis=-1)
         return bool(np.any(values[:, 1:] == values[:, :-1]))
     tables = RankingTables(
-        pop.utilities, pop.weights, None, None, None, None, pop.user_chunk, "pairwise"
+        pop.utilities,
+        pop.weights,
+        None,
+        None,
+        None,
+        None,
+        pop.user_chunk,
+        pop.strided_users,
+        "pairwise",
     )
     flag = lambda sub: jnp.broadcast_to(any_ties(sub.utilities), (pop.num_responses,))
     found = chunked_user_sum(tables, lambda sub: flag(sub).astype(pop.dtype), PAIRWISE_MAX_USERS)
@@ -546,6 +578,7 @@ class RankingTables(eqx.Module):
     values: Float[Array, "m n"] | None  # utilities along ``order``, when found beforehand
     ties: Bool[Array, ""] | bool | None  # whether any user ties two responses, when known
     user_chunk: int | None = eqx.field(static=True)
+    strided_users: bool = eqx.field(static=True)
     engine: str = eqx.field(static=True)
 
     @property
@@ -556,9 +589,12 @@ class RankingTables(eqx.Module):
     def num_responses(self) -> int:
         return self.utilities.shape[-1]
 
+    @property
+    def user_axes(self) -> dict[str, int]:
+        return {"utilities": -2, "weights": -1, "order": -2, "rank": -2, "values": -2}
+
     def user_slice(self, start, size: int) -> RankingTables:
-        names = ["utilities", "weights", "order", "rank", "values"]
-        leaves = {name: 0 for name in names if getattr(self, name) is not None}
+        leaves = {name: 0 for name in self.user_axes if getattr(self, name) is not None}
         return slice_users(self, leaves, start, size)
 
     def sort(self) -> SortedTies:

@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import equinox as eqx
@@ -35,9 +34,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._numerics import USER_AXES, USER_BLOCK, USER_SLICE, StridedChunk, user_chunk_size
-from .populations import PlackettLucePopulation, RankingPopulation
-from .ranking import ranking_engine
+from ._numerics import USER_BLOCK, user_chunk_size
+from .population import UserTable, unchecked_replace
 
 __all__ = [
     "PROMPT_AXIS",
@@ -155,14 +153,9 @@ def user_chunk_for(pop, devices: int, num_users: int | None = None) -> int:
     """
     target = user_chunk_size(pop)
     num_users = pop.num_users if num_users is None else num_users
-    pairwise = isinstance(pop, RankingPopulation) and (
-        ranking_engine(pop.num_responses, num_users, pop.engine) == "pairwise"
-    )
-    if pairwise:
-        target = min(target, max(USER_SLICE, devices * USER_BLOCK))
-    if isinstance(pop, PlackettLucePopulation):  # one vectorised block per chunk (see payoffs)
-        per_user = (pop.quadrature_nodes + 1) * pop.num_responses
-        target = min(target, max(1, (8 * 2**20) // per_user))
+    cap = pop.sharded_chunk_cap(num_users, devices)
+    if cap is not None:
+        target = min(target, cap)
     per_device = -(-num_users // devices)
     if per_device <= USER_BLOCK:
         return per_device * devices
@@ -172,29 +165,16 @@ def user_chunk_for(pop, devices: int, num_users: int | None = None) -> int:
     return -(-per_device // USER_BLOCK) * USER_BLOCK * devices
 
 
-def _with_chunk(pop, chunk: StridedChunk):
-    """``pop`` with ``user_chunk = chunk`` (kept a :class:`StridedChunk`; arrays shared)."""
-    copy = object.__new__(type(pop))
-    for field in dataclasses.fields(pop):
-        value = chunk if field.name == "user_chunk" else getattr(pop, field.name)
-        object.__setattr__(copy, field.name, value)
-    return copy
-
-
 def _pad_users(pop, num_users: int):
     """``pop`` with copies of its last user, weight 0, appended up to ``num_users`` users."""
     extra = num_users - pop.num_users
     if extra == 0:
         return pop
-    names = [
-        f.name
-        for f in dataclasses.fields(pop)
-        if f.name in USER_AXES and getattr(pop, f.name) is not None
-    ]
+    names = [name for name in pop.user_axes if getattr(pop, name) is not None]
 
     def pad(name):
         array = np.asarray(getattr(pop, name))
-        axis = array.ndim + USER_AXES[name]
+        axis = array.ndim + pop.user_axes[name]
         last = np.take(array, [-1], axis=axis)
         fill = np.zeros_like(last) if name == "weights" else last
         return np.concatenate([array, np.repeat(fill, extra, axis=axis)], axis=axis)
@@ -215,7 +195,8 @@ def shard_users(pop, mesh: Mesh | None = None, process_local: bool = False, user
     ``payoffs.chunked_user_sum``).
 
     Args:
-        pop: a ``RankingPopulation`` or ``PlackettLucePopulation`` (prompt axes allowed), or an
+        pop: a population with a user table (``RankingPopulation``, ``PlackettLucePopulation``;
+            prompt axes allowed), or an
             array of judge scores ``[..., U, G]`` (then ``U`` must be a multiple of the mesh's
             users and is not padded).
         mesh: a mesh with a ``"users"`` axis; default :func:`user_mesh` over all devices.
@@ -264,10 +245,11 @@ def shard_users(pop, mesh: Mesh | None = None, process_local: bool = False, user
             shape[0] *= prompt_slices
         return tuple(shape)
 
-    if not isinstance(pop, RankingPopulation | PlackettLucePopulation):
+    if not isinstance(pop, UserTable):
         if not hasattr(pop, "shape") or pop.ndim < 2:
             raise ValueError(
-                "pop must be a RankingPopulation, a PlackettLucePopulation or an array of "
+                "pop must be a population with a user table (RankingPopulation, "
+                "PlackettLucePopulation, another ua.population.UserTable) or an array of "
                 f"scores [..., U, G], got {type(pop).__name__}"
             )
         axis = user_axis if user_axis < 0 else user_axis - pop.ndim
@@ -300,19 +282,17 @@ def shard_users(pop, mesh: Mesh | None = None, process_local: bool = False, user
     global_users = local_users * user_slices
     chunk = user_chunk_for(pop, devices, global_users)
     padded = -(-global_users // chunk) * chunk
-    pop = _with_chunk(_pad_users(pop, padded // user_slices), StridedChunk(chunk))
-    names = [
-        f.name
-        for f in dataclasses.fields(pop)
-        if f.name in USER_AXES and getattr(pop, f.name) is not None
-    ]
+    pop = unchecked_replace(
+        _pad_users(pop, padded // user_slices), user_chunk=chunk, strided_users=True
+    )
+    names = [name for name in pop.user_axes if getattr(pop, name) is not None]
     placed = []
     for name in names:
         array = getattr(pop, name)
         if name == "weights" and user_slices > 1:
             array = np.asarray(array) / user_slices
-        sharding = spec(array.ndim, USER_AXES[name], batched)
-        shape = global_shape(array.shape, USER_AXES[name])
+        sharding = spec(array.ndim, pop.user_axes[name], batched)
+        shape = global_shape(array.shape, pop.user_axes[name])
         placed.append(_place(array, sharding, process_local, shape))
     return eqx.tree_at(lambda p: [getattr(p, n) for n in names], pop, placed)
 

@@ -32,8 +32,7 @@ import optax
 from jaxtyping import Array, Float, Int
 
 from .metrics import exploitability
-from .payoffs import prepare
-from .populations import PlackettLucePopulation, RankingPopulation
+from .payoffs import check_population, prepare
 from .training import sample_rewards, self_play_loss
 
 __all__ = [
@@ -246,17 +245,6 @@ class TrainingRun(NamedTuple):
     seconds: float
 
 
-def _judge_scores(pop):
-    """Per-user scores of each response and the judges' choice rule for a population."""
-    if isinstance(pop, RankingPopulation):
-        return pop.utilities, "best"
-    if isinstance(pop, PlackettLucePopulation):
-        return pop.log_weights, "plackett_luce"
-    raise ValueError(
-        f"pop must be a RankingPopulation or PlackettLucePopulation, got {type(pop).__name__}"
-    )
-
-
 def _simulated_step(trainer, table, user_cdf, groups, group_size, judges):
     """One step of simulated RL: sample groups from π_θ, draw judges, score, update."""
 
@@ -323,7 +311,8 @@ def train_population(
         >>> run.reached, run.policy.argmax().item()
         (True, 0)
     """
-    table, choice = _judge_scores(pop)
+    check_population(pop)
+    table, choice = pop.judge_scores()
     if pop.batch_shape:
         raise ValueError(f"pop must hold one prompt, got batch shape {pop.batch_shape}")
     for name, value in (
