@@ -66,8 +66,10 @@ class Population(eqx.Module):
         True
     """
 
-    # Every kind also has ``num_responses`` (``n``) and ``names`` (``n`` strings or ``None``),
-    # as fields or properties (declared by each kind, so that either works).
+    #: ``n``, the number of responses (a field or a property of each kind).
+    num_responses: eqx.AbstractVar[int]
+    #: ``n`` response names, or ``None`` (a field or a property of each kind).
+    names: eqx.AbstractVar[tuple[str, ...] | None]
 
     #: Whether exact payoffs are available (``False``: Monte Carlo estimates only).
     exact: ClassVar[bool] = True
