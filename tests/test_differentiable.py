@@ -111,7 +111,7 @@ def test_gradient_under_jit_and_over_prompt_axes():
 
 def test_adaptive_steps_differentiate_through_a_zero_difference():
     # Unrolled steps of the default dynamic: its first step compares equal points (the norm of
-    # a zero vector), whose derivative used to be NaN.
+    # a zero vector), whose derivative is NaN unless guarded.
     def unrolled(w):
         pop = ua.RankingPopulation(UTILITIES, w)
         dyn = ua.optimistic_gradient()

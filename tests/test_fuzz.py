@@ -1710,11 +1710,11 @@ def test_fixed_solve_rejects_a_numpy_float32_tol():
 
 
 def test_fixed_subnormal_utilities():
-    """populations.py (_sorted_ties) vs payoffs.py (win_factors): utilities [[5e-324, 0.0]].
+    """The sorted engines (ranking.py, sort_orders) vs win_factors: utilities [[5e-324, 0.0]].
 
-    The sort behind response_payoffs runs in NumPy and keeps 5e-324 > 0 (payoffs [0.75, 0.25]
+    The sort behind response_payoffs runs in NumPy, which keeps 5e-324 > 0 (payoffs [0.75, 0.25]
     against [0.5, 0.5]); win_tensor and count_form compare in XLA, which flushes subnormals to
-    zero on CPU, and call it a tie ([0.5, 0.5]). Flushing them at construction would agree.
+    zero on CPU and calls it a tie ([0.5, 0.5]). The constructor flushes them, so all agree.
     """
     pop = ua.RankingPopulation(np.array([[5e-324, 0.0]]))
     half = np.array([0.5, 0.5])

@@ -76,7 +76,7 @@ def test_every_generator_takes_the_key_first_and_one_dtype_check():
         lambda **kw: impartial_culture(3, **kw),
         lambda **kw: condorcet_instance(3, 0.1, **kw),
     ):
-        for bad in ("not-a-dtype", jnp.int32):  # one error type for both (was TypeError/ValueError)
+        for bad in ("not-a-dtype", jnp.int32):  # one error type for both
             with pytest.raises(ValueError, match="dtype must be a floating dtype"):
                 make(dtype=bad)
     for fn in (sampled_impartial_culture, mallows_mixture, plackett_luce_mixture):

@@ -15,6 +15,7 @@ def population():
     return ua.mallows_mixture(jax.random.key(3), 4, 6, num_components=2, dtype=jnp.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ua.METHODS)
 def test_a_run_of_ten_to_the_five_steps_stays_finite_and_on_the_simplex(population, method):
     sol = ua.solve(population, 3, method=method, steps=STEPS, mixture_size=64)
