@@ -329,7 +329,8 @@ def averaged(dynamics: Dynamics) -> Dynamics:
     """Report the running average ``(1/t) Σ_s π_s`` of the played policies as ``state.policy``.
 
     (The k-output model with T5's guarantee is the *mixture* of products, which ``solve`` keeps
-    in ``Solution.mixture``; this average is its single-output marginal.)
+    in ``Solution.mixture``; this average is the marginal of the uniform mixture of the iterates,
+    equal to ``Solution.mixture.marginal()`` when ``steps <= mixture_size``.)
     """
 
     def init(policy):

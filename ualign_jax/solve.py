@@ -3,6 +3,12 @@
 ``solve(pop, k)`` runs a dynamic from ``ualign_jax.dynamics`` for ``steps`` steps in one
 ``lax.scan`` (or a bounded ``lax.while_loop`` when ``tol`` is given), evaluating
 ``g_t = u_k(·, π_t)`` with the closed-form payoffs, and returns a :class:`Solution`.
+
+``Solution.mixture`` is, for every ``T``, a mixture of evaluated iterates with the same payoff
+profile ``u_k(·, A) = (1/T) Σ_t g_t`` as the uniform mixture ``(1/T) Σ_t π_t^{⊗k}`` of T5
+(docs/theory.md §4): every iterate while they fit in ``mixture_size`` slots, and past that a
+Carathéodory reduction of the later ones (:func:`_absorb`), so its robust win rate is that of
+T5's mixture and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -47,7 +53,9 @@ DEFAULT_METHOD = "optimistic_gradient"
 #: Outcome codes of a :class:`Solution`, by index.
 #: ``nonfinite``: the iterate left the simplex (NaN, inf, or mass lost to under/overflow).
 OUTCOMES = ("successful", "max_steps_reached", "nonfinite")
-#: Iterates kept in ``Solution.mixture`` at most; longer runs keep every ``ceil(T / this)``-th.
+#: Slots of ``Solution.mixture`` at most. A run of ``T`` steps has ``ceil(T / ceil(T / this))``
+#: of them: every iterate when ``T <= this``; otherwise the iterates that overflow are folded
+#: into its last ``n + 1`` slots by Carathéodory steps that keep ``u_k(·, A)`` exactly.
 DEFAULT_MIXTURE_SIZE = 4096
 #: Steps recorded in ``Solution.trace`` at most; longer runs record every ``ceil(T / this)``-th.
 DEFAULT_TRACE_SIZE = 4096
@@ -68,8 +76,10 @@ class Trace(NamedTuple):
     ``step``: the 1-based step each slot records; ``regret``: external regret
     ``max_y Σ_s g_s(y) − Σ_s <π_s, g_s>``; ``bound``: ``sqrt(t ln n / 2)`` (at ``t = T`` the
     Hedge bound, which then holds for every ``t <= T``); ``exploitability``: ``ε_k(π_t)`` of the
-    played iterate; ``mixture_exploitability``: ``k/(k+1) − R_{k,1}`` of the uniform mixture of
-    ``π_1..π_t``.
+    played iterate; ``mixture_exploitability``: ``k/(k+1) − R_{k,1} = max_y (1/t) Σ_s g_s(y)
+    − 1/(k+1)`` of the uniform mixture ``(1/t) Σ_s π_s^{⊗k}`` of ``π_1..π_t``, which in
+    self-play is ``regret / t`` (T5); at the last step it is ``exploitability(pop,
+    Solution.mixture, k)``, whatever ``mixture_size``.
     """
 
     step: Int32[Array, "*batch S"]
@@ -86,8 +96,13 @@ class Solution(eqx.Module):
         policy: ``[..., n]`` the last iterate at which payoffs were evaluated; differentiable
             w.r.t. the population's floating leaves by implicit differentiation at the
             equilibrium (docs/theory.md §9).
-        mixture: ``ProductMixture`` of the evaluated iterates (uniform weights; strided past
-            ``mixture_size``); a constant for autodiff.
+        mixture: ``ProductMixture`` ``A = Σ_j α_j π_j^{⊗k}`` of evaluated iterates with
+            ``Σ_j α_j u_k(·, π_j) = (1/T) Σ_t u_k(·, π_t)`` over the ``T = num_steps``
+            iterates: the uniform mixture ``(1/T) Σ_t π_t^{⊗k}`` itself when ``T`` fits in
+            ``mixture_size``, otherwise a reduction of it with the same payoffs ``u_k(·, A)``,
+            hence the same ``R_{k,1}`` (T5: at least ``k/(k+1) − Reg_T/T``) and the same win
+            rate against every single-output opponent (its marginal, ``R_{k,ℓ}`` for
+            ``ℓ >= 2`` and payoffs at another ``k`` may differ). A constant for autodiff.
         trace: a :class:`Trace` (bounded by ``trace_size``); a constant for autodiff.
         num_steps: ``[...]`` steps taken (int32).
         outcome: ``[...]`` index into ``OUTCOMES`` (int32).
@@ -153,6 +168,8 @@ class RunConfig(NamedTuple):
     tol: float | None
     eta: float | None
     tau: float
+    #: ``ceil(steps / mixture_size)``: the mixture has ``ceil(steps / stride)`` slots (every
+    #: iterate when 1; otherwise later iterates are folded in by :func:`_absorb`).
     stride: int
     trace_dense: int
     trace_stride: int
@@ -169,14 +186,19 @@ class RunConfig(NamedTuple):
 class RunState(NamedTuple):
     """Everything a run carries from one step to the next (one prompt); checkpoints save it.
 
-    ``trace`` holds the recorded slots filled up to ``step``; ``kept`` every ``stride``-th
-    played iterate; ``done`` whether the played iterate reached ``tol``.
+    ``trace`` holds the recorded slots filled up to ``step``; ``kept`` the mixture's iterates
+    (slots ``< min(step, slots)`` in use), ``kept_payoff`` their payoffs ``g = u_k(·, π)`` and
+    ``kept_weight`` their weights, which count iterates: ``Σ_j w_j = step`` and
+    ``Σ_j w_j kept_payoff_j = total_payoff`` (to rounding);
+    ``done`` whether the played iterate reached ``tol``.
     """
 
     step: Int32[Array, ""]
     dynamics: Any
     total_payoff: Float[Array, " n"]
     total_value: Float[Array, ""]
+    kept_weight: Float[Array, " slots"]
+    kept_payoff: Float[Array, "slots n"]
     kept: Float[Array, "slots n"]
     trace: Trace
     last: Float[Array, " n"]
@@ -214,10 +236,83 @@ def _init_one(pop, *, config: RunConfig) -> RunState:
         dynamics=config.dynamics(n).init(uniform),
         total_payoff=jnp.zeros(n, dtype),
         total_value=jnp.zeros((), dtype),
+        kept_weight=jnp.zeros(slots, dtype),
+        kept_payoff=jnp.zeros((slots, n), dtype),
         kept=jnp.zeros((slots, n), dtype),
         trace=buffers,
         last=uniform,
         done=jnp.asarray(False),
+    )
+
+
+def _absorb(weights, payoffs, payoff):
+    """One Carathéodory step: ``m = n + 1`` weighted iterates and a new one of weight 1 become
+    at most ``m`` with the same total weight and the same weighted sum of payoffs.
+
+    The ``m + 1`` vectors ``a_j = (g_j, 1) ∈ R^{n+1}`` have a null vector ``c``
+    (``Σ_j c_j a_j = 0``, so ``Σ_j c_j g_j = 0`` and ``Σ_j c_j = 0``): the last column of the
+    complete QR factor of ``[a_0 … a_m]ᵀ``, orthogonal to its ``n + 1`` columns even when they
+    are dependent. Moving ``w ← w − θ c`` keeps ``Σ_j w_j a_j``; the step
+    ``θ = min_{c_j > 0} w_j / c_j`` (along ``c`` or ``−c``, whichever is shorter) keeps
+    ``w >= 0`` and zeroes the weight of ``j* = argmin``. Nothing is approximated: the sums
+    change only by rounding, ``O(θ ε ‖a‖)``.
+
+    Args:
+        weights: ``[m]`` nonnegative weights of the iterates in the window.
+        payoffs: ``[m, n]`` their payoff vectors ``g_j = u_k(·, π_j)``.
+        payoff: ``[n]`` the new iterate's payoffs.
+
+    Returns:
+        ``(weights, slot, weight)``: the window's new weights (``weights[slot] = 0`` where
+        ``slot < m``: the new iterate goes there, with ``weight``); ``slot = m`` when the new
+        iterate's own weight reached 0 (it is folded into the window and kept nowhere).
+    """
+    m = weights.shape[0]
+    rows = jnp.concatenate([payoffs, payoff[None]])  # [m + 1, n]: one row per iterate
+    rows = jnp.concatenate([rows, jnp.ones((m + 1, 1), rows.dtype)], axis=1)
+    null = jnp.linalg.qr(rows, mode="complete")[0][:, -1]
+    w = jnp.concatenate([weights, jnp.ones(1, weights.dtype)])
+    up = jnp.where(null > 0, w / jnp.where(null > 0, null, 1), jnp.inf)
+    down = jnp.where(null < 0, w / jnp.where(null < 0, -null, 1), jnp.inf)
+    use_up = jnp.min(up) <= jnp.min(down)
+    ratios = jnp.where(use_up, up, down)
+    slot = jnp.argmin(ratios).astype(jnp.int32)
+    theta = ratios[slot]
+    finite = jnp.isfinite(theta)  # false only for a non-finite run: then drop the new one
+    slot = jnp.where(finite, slot, m)
+    step = jnp.where(finite, theta, 0) * jnp.where(use_up, null, -null)
+    w = jnp.maximum(w - step, 0).at[slot].set(0)
+    return w[:m], slot, w[m]
+
+
+def _keep(state: RunState, played, g, t, *, config: RunConfig):
+    """``(kept_weight, kept_payoff, kept)`` after step ``t``: the played iterate in slot ``t − 1``
+    with weight 1 while there is one (always, when ``stride`` is 1); past that, folded into the
+    last ``n + 1`` slots by :func:`_absorb` (it replaces the iterate whose weight that zeroes)."""
+    one = jnp.ones((), state.kept_weight.dtype)
+    if config.stride == 1:  # a slot per step
+        return (
+            state.kept_weight.at[t - 1].set(one),
+            state.kept_payoff.at[t - 1].set(g),
+            state.kept.at[t - 1].set(played),
+        )
+    slots, n = state.kept.shape
+    window = n + 1  # solve checks slots >= n + 1
+    start = slots - window
+    weights, place, weight = _absorb(state.kept_weight[start:], state.kept_payoff[start:], g)
+    fill = t <= slots
+    kept_weight = state.kept_weight.at[start:].set(
+        jnp.where(fill, state.kept_weight[start:], weights)
+    )
+    insert = fill | (place < window)
+    slot = jnp.where(fill, t - 1, start + jnp.minimum(place, window - 1))
+    weight = jnp.where(fill, one, jnp.where(insert, weight, kept_weight[slot]))
+    payoff = jnp.where(insert, g, state.kept_payoff[slot])
+    policy = jnp.where(insert, played, state.kept[slot])
+    return (
+        kept_weight.at[slot].set(weight),
+        state.kept_payoff.at[slot].set(payoff),
+        state.kept.at[slot].set(policy),
     )
 
 
@@ -235,8 +330,7 @@ def _advance_one(pop, state: RunState, *, config: RunConfig, length: int) -> Run
         total_payoff = state.total_payoff + g
         total_value = state.total_value + dot(played, g)
         best = jnp.max(total_payoff)
-        slot = (t - 1) // config.stride
-        keep = jnp.where((t - 1) % config.stride == 0, played, state.kept[slot])
+        kept_weight, kept_payoff, kept = _keep(state, played, g, t, config=config)
         t_float = t.astype(played.dtype)
         record = Trace(
             step=t,
@@ -255,7 +349,9 @@ def _advance_one(pop, state: RunState, *, config: RunConfig, length: int) -> Run
             dynamics=inner,
             total_payoff=total_payoff,
             total_value=total_value,
-            kept=state.kept.at[slot].set(keep),
+            kept_weight=kept_weight,
+            kept_payoff=kept_payoff,
+            kept=kept,
             trace=trace,
             last=played,
             done=jnp.asarray(done),
@@ -274,11 +370,7 @@ def _finish_one(pop, state: RunState, *, config: RunConfig):
     used = _trace_slot(num_steps, config) + 1
     index = jnp.arange(_trace_slots(config), dtype=num_steps.dtype)
     trace = Trace(*(jnp.where(index < used, b, b[used - 1]) for b in state.trace))
-    slots = state.kept.shape[0]
-    kept = jnp.minimum(-(-num_steps // config.stride), slots)
-    weights = jnp.where(jnp.arange(slots, dtype=kept.dtype) < kept, 1.0, 0.0).astype(
-        state.kept.dtype
-    )
+    weights = state.kept_weight
     reached = jnp.asarray(True) if config.tol is None else state.done
     finite = _on_simplex(state.last) & jnp.all(jnp.isfinite(trace.regret))
     outcome = jnp.where(finite, jnp.where(reached, 0, 1), 2).astype(jnp.int32)
@@ -301,7 +393,7 @@ def _solve_one(pop, *, config: RunConfig):
 def _solve_in_segments(pop, config: RunConfig, checkpoint, every: int | None):
     """The run in segments of ``every`` steps, the state saved after each (resumed if saved)."""
     every = every or DEFAULT_CHECKPOINT_EVERY
-    metadata = {"config": config._asdict(), "population": fingerprint(pop), "format": 2}
+    metadata = {"config": config._asdict(), "population": fingerprint(pop), "format": 3}
     state = _map_run(_init_one, pop, config=config)
     if Path(checkpoint).exists():
         state = load_checkpoint(
@@ -320,7 +412,7 @@ def _solve_in_segments(pop, config: RunConfig, checkpoint, every: int | None):
 def _check_saved(state: RunState, config: RunConfig) -> None:
     """Refuse a saved state no run of ``config`` reaches (a damaged or hand-edited checkpoint):
     ``0 <= step <= steps``; the last iterate and the kept iterates in use on the simplex (to
-    1e-3, as ``_on_simplex``), the unused slots zero."""
+    1e-3, as ``_on_simplex``), their weights nonnegative, the unused slots zero."""
     step = np.asarray(state.step)
     if step.min() < 0 or step.max() > config.steps:
         bad = int(step.min() if step.min() < 0 else step.max())
@@ -329,10 +421,13 @@ def _check_saved(state: RunState, config: RunConfig) -> None:
     if np.any(last < 0) or np.any(np.abs(last.sum(-1) - 1) > 1e-3):
         raise ValueError("the last iterate is not a probability vector")
     kept = np.asarray(state.kept)
-    in_use = np.arange(kept.shape[-2]) < -(-step[..., None] // config.stride)
+    in_use = np.arange(kept.shape[-2]) < step[..., None]
     sums = kept.sum(-1)
     if np.any(kept < 0) or np.any(np.where(in_use, np.abs(sums - 1) > 1e-3, sums != 0)):
         raise ValueError("the kept iterates are not probability vectors (or unused slots not 0)")
+    weights = np.asarray(state.kept_weight)
+    if np.any(weights < 0) or np.any(np.where(in_use, False, weights != 0)):
+        raise ValueError("the kept weights are negative (or unused slots not 0)")
 
 
 # --------------------------------------------------------------------------- implicit gradient
@@ -462,7 +557,13 @@ def solve(
         tol: stop once the played iterate's exploitability is at most ``tol``.
         eta: step size of a named method (default: the method's own); a Dynamics carries its own.
         tau: KL regularisation towards the uniform policy (0 = the game itself).
-        mixture_size: iterates kept in ``Solution.mixture`` at most (bounded memory).
+        mixture_size: slots of ``Solution.mixture`` at most (bounded memory). Runs of up to
+            this many steps keep every iterate: the mixture is ``(1/T) Σ_t π_t^{⊗k}`` itself.
+            Longer runs keep ``ceil(T / ceil(T / mixture_size))`` slots and fold each further
+            iterate into the last ``n + 1`` of them by a Carathéodory step, which keeps the
+            mixture's payoffs ``u_k(·, A) = (1/T) Σ_t u_k(·, π_t)`` exactly (so its
+            ``R_{k,1}`` is T5's), at ``O(n^3)`` extra work per step (a QR factorisation of
+            ``n + 2`` rows); such runs need at least ``n + 1`` slots.
         trace_size: steps recorded in ``Solution.trace`` at most (bounded memory; strided).
         checkpoint: a ``.npz`` path: the run's state is saved there atomically every
             ``checkpoint_every`` steps (default 1000); if the file exists, the run resumes from it
@@ -473,9 +574,11 @@ def solve(
 
     Returns:
         A :class:`Solution`; ``robust_win_rate(pop, sol.policy, k) >= k/(k+1) − ε`` with
-        ``ε = sol.trace.exploitability[-1]`` (T1). ``jax.grad`` through ``sol.policy`` is the
-        derivative of the equilibrium (implicit differentiation, docs/theory.md §9), whatever
-        the method.
+        ``ε = sol.trace.exploitability[-1]`` (T1), and ``robust_win_rate(pop, sol.mixture, k)
+        = k/(k+1) − sol.trace.mixture_exploitability[-1]``, in self-play
+        ``k/(k+1) − Reg_T/T`` with ``Reg_T = sol.trace.regret[-1]`` (T5). ``jax.grad``
+        through ``sol.policy`` is the derivative of the equilibrium (implicit differentiation,
+        docs/theory.md §9), whatever the method.
 
     Example:
         >>> from ualign_jax import RankingPopulation, hedge
@@ -509,6 +612,16 @@ def solve(
             "checkpoint needs method given by name (one of METHODS): a Dynamics object cannot "
             "be identified across processes, so a saved run could not be matched to it"
         )
+    stride = -(-steps // mixture_size)
+    slots = -(-steps // stride)
+    n = pop.num_responses
+    if stride > 1 and slots < n + 1:
+        raise ValueError(
+            f"mixture_size={mixture_size} gives a run of {steps} steps {slots} mixture slots, "
+            f"fewer than the {n + 1} (the {n} responses + 1) needed to fold in the iterates "
+            f"that do not fit; use mixture_size >= {2 * (n + 1)}, or >= steps to keep every "
+            "iterate"
+        )
     config = RunConfig(
         k=k,
         method=method,
@@ -516,7 +629,7 @@ def solve(
         tol=None if tol is None else float(tol),
         eta=None if eta is None else float(eta),
         tau=float(tau),
-        stride=-(-steps // mixture_size),
+        stride=stride,
         **dict(zip(("trace_dense", "trace_stride"), _trace_layout(steps, trace_size), strict=True)),
     )
     # The loop sees constants: gradients come from the implicit layer below, not the path.
