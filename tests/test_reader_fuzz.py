@@ -83,9 +83,9 @@ def test_targeted_damage_is_one_value_error_naming_the_file(tmp_path):
     checkpoint = _checkpoint_bytes(tmp_path)
     central = _central(checkpoint)
     cases = {
-        # compression method 99 in the central directory: was NotImplementedError
+        # compression method 99 in the central directory (zipfile raises NotImplementedError)
         "method.npz": _set16(checkpoint, central + 10, 99),
-        # the "encrypted" flag: was RuntimeError
+        # the "encrypted" flag (zipfile raises RuntimeError)
         "encrypted.npz": _set16(checkpoint, central + 8, 1),
         "truncated.npz": checkpoint[: len(checkpoint) // 2],
         "empty.npz": b"",

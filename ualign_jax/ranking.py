@@ -197,10 +197,7 @@ class RankingPopulation(UserTable):
         """``self`` after checking (concrete leaves, any prompt axes) that the stored order
         still sorts the utilities; ``ValueError`` naming the fix otherwise."""
         if self.prepared:
-            check_leaves(self)
-            wrong, _ = host_order_defects(self.utilities, self.order, self.rank)
-            if wrong:
-                raise ValueError(f"{STALE_ORDER} ({wrong} users' orders are wrong)")
+            raise_if_stale(self)
         return self
 
     @property
@@ -449,37 +446,33 @@ STALE_ORDER = (
 )
 
 
-def order_summary(utilities: Float[Array, "m n"], order, rank) -> Float[Array, " 2"]:
-    """``[users whose (order, rank) is not an ascending sort of their utilities and its inverse,
-    users with ties]`` (O(m·n): two gathers and comparisons, no sort).
+def order_defects(utilities, order, rank, xp=jnp):
+    """Per user: whether ``(order, rank)`` is not an ascending sort of the utilities and its
+    inverse, and whether the user has ties (``[..., m]`` each; O(m·n): two gathers and
+    comparisons, no sort). ``xp`` is ``jax.numpy`` (traced arrays) or ``numpy`` (concrete ones).
 
     ``rank[order[j]] = j`` for every place ``j`` makes ``order`` a permutation and ``rank`` its
     inverse; ascending utilities along ``order`` make it a sort.
     """
     n = utilities.shape[-1]
-    index = jnp.clip(order, 0, n - 1)
-    values = jnp.take_along_axis(utilities, index, axis=-1)
-    places = jnp.take_along_axis(rank, index, axis=-1)
-    step = values[:, 1:] - values[:, :-1]
-    wrong = jnp.any((places != jnp.arange(n, dtype=places.dtype)) | (index != order), axis=-1)
-    wrong = wrong | jnp.any(step < 0, axis=-1)
-    tied = jnp.any(step == 0, axis=-1)
-    return jnp.stack([jnp.sum(wrong), jnp.sum(tied)]).astype(utilities.dtype)
-
-
-def host_order_defects(utilities, order, rank) -> tuple[int, bool]:
-    """:func:`order_summary` by NumPy on concrete arrays with any leading axes:
-    ``(users whose order/rank are wrong, whether any user has ties)``."""
-    u, order, rank = np.asarray(utilities), np.asarray(order), np.asarray(rank)
-    n = u.shape[-1]
-    index = np.clip(order, 0, n - 1)
-    values = np.take_along_axis(u, index, axis=-1)
-    places = np.take_along_axis(rank, index, axis=-1)
+    index = xp.clip(order, 0, n - 1)
+    values = xp.take_along_axis(utilities, index, axis=-1)
+    places = xp.take_along_axis(rank, index, axis=-1)
     step = values[..., 1:] - values[..., :-1]
-    wrong = np.any(
-        (places != np.arange(n)) | (index != order) | (step < 0).any(-1, keepdims=True), -1
-    )
-    return int(np.sum(wrong)), bool(np.any(step == 0))
+    misplaced = (places != xp.arange(n, dtype=places.dtype)) | (index != order)
+    wrong = xp.any(misplaced, axis=-1) | xp.any(step < 0, axis=-1)
+    return wrong, xp.any(step == 0, axis=-1)
+
+
+def raise_if_stale(pop: RankingPopulation) -> bool:
+    """``ValueError`` unless the concrete stored order still sorts the utilities (any prompt
+    axes); returns whether any user has ties."""
+    check_leaves(pop)
+    arrays = (np.asarray(pop.utilities), np.asarray(pop.order), np.asarray(pop.rank))
+    wrong, tied = order_defects(*arrays, xp=np)
+    if np.any(wrong):
+        raise ValueError(f"{STALE_ORDER} ({int(np.sum(wrong))} users' orders are wrong)")
+    return bool(np.any(tied))
 
 
 def check_leaves(pop: RankingPopulation) -> None:
@@ -498,12 +491,9 @@ def checked_order(pop: RankingPopulation):
     """``(any_tie, stale)`` for a prepared population (one prompt): ``stale`` says whether the
     stored ``order``/``rank`` no longer sort ``pop.utilities`` (``ValueError`` right here when
     all are concrete; the caller makes a traced flag a runtime error)."""
-    check_leaves(pop)
     if all(is_concrete(x) for x in (pop.utilities, pop.order, pop.rank)):
-        wrong, tied = host_order_defects(pop.utilities, pop.order, pop.rank)
-        if wrong:
-            raise ValueError(f"{STALE_ORDER} ({wrong} users' orders are wrong)")
-        return tied, False
+        return raise_if_stale(pop), False
+    check_leaves(pop)
     tables = RankingTables(
         pop.utilities,
         pop.weights,
@@ -515,7 +505,11 @@ def checked_order(pop: RankingPopulation):
         pop.strided_users,
         "scan",
     )
-    summary = lambda t: order_summary(t.utilities, t.order, t.rank)
+
+    def summary(t: RankingTables):
+        wrong, tied = order_defects(t.utilities, t.order, t.rank)
+        return jnp.stack([jnp.sum(wrong), jnp.sum(tied)]).astype(pop.dtype)
+
     zeros = jnp.zeros(2, pop.dtype)
     wrong, tied = chunked_user_sum(tables, summary, None, zeros)
     return tied > 0, wrong > 0
@@ -533,8 +527,7 @@ def tie_flag(pop: RankingPopulation, order) -> Bool[Array, ""] | bool:
     else by comparing responses chunk by chunk (O(m·n²), no sort; scratch bounded by the
     chunk)."""
     if order is not None and is_concrete(order) and is_concrete(pop.utilities):
-        values = np.take_along_axis(np.asarray(pop.utilities), np.asarray(order), axis=-1)
-        return bool(np.any(values[:, 1:] == values[:, :-1]))
+        return host_sorted_values(pop.utilities, order)[1]
     tables = RankingTables(
         pop.utilities,
         pop.weights,
