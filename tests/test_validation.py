@@ -1,5 +1,6 @@
 """Bad input at the public boundary raises a ValueError that names the argument."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -79,3 +80,62 @@ def test_no_silent_nan_for_degenerate_policies():
             u = ua.response_payoffs(POP, policy, k)
             assert np.all(np.isfinite(u))
             np.testing.assert_allclose(policy @ u, 1 / (k + 1), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- one layer, traced values too
+
+
+def test_traced_non_finite_values_raise_at_run_time_instead_of_vanishing():
+    logprobs = jnp.array([[-1.0, -2.0, -0.5]])
+    rewards = jnp.array([[0.5, 0.2, 0.3]])
+    loss = jax.jit(lambda lp, r: ua.self_play_loss(lp, r, k=2))
+    assert jnp.isfinite(loss(logprobs, rewards))
+    with pytest.raises(Exception, match="logprobs must be finite"):
+        loss(logprobs.at[0, 1].set(jnp.nan), rewards)
+    with pytest.raises(Exception, match="rewards must be finite"):
+        loss(logprobs, rewards.at[0, 0].set(jnp.inf))
+    gradient = jax.jit(lambda z: ua.game_gradient(POP, z, 2))
+    with pytest.raises(Exception, match="logits must be finite"):
+        gradient(jnp.array([0.0, jnp.nan, 1.0]))
+    rewards_of = jax.jit(lambda s: ua.sample_rewards(s, 1))
+    with pytest.raises(Exception, match="scores must be finite"):
+        rewards_of(jnp.array([[0.0, jnp.nan, 1.0]]))
+
+
+def test_traced_weights_are_checked_at_run_time():
+    rewards_of = jax.jit(
+        lambda w: ua.sample_rewards(jnp.array([[0.0, 1.0], [1.0, 0.0]]), 1, weights=w)
+    )
+    assert rewards_of(jnp.array([1.0, 1.0])).shape == (2,)
+    with pytest.raises(Exception, match="weights must be finite, nonnegative"):
+        rewards_of(jnp.array([1.0, -1.0]))
+
+
+def test_one_tolerance_table_per_dtype():
+    from ualign_jax._validation import SIMPLEX_TOLERANCE, simplex_tolerance
+
+    assert simplex_tolerance(jnp.float32) == SIMPLEX_TOLERANCE[32]
+    assert simplex_tolerance(np.float64) == SIMPLEX_TOLERANCE[64]
+    assert simplex_tolerance(jnp.bfloat16) == SIMPLEX_TOLERANCE[32]
+    # a dense game off constant-sum by more than its dtype's tolerance is refused
+    game = np.array([[0.5, 1.0], [0.0, 0.5]], np.float32)
+    ua.DenseGame(game + 0.5 * SIMPLEX_TOLERANCE[32])
+    with pytest.raises(ValueError, match="win_tensor"):
+        ua.DenseGame(game + 3 * SIMPLEX_TOLERANCE[32])
+
+
+@pytest.mark.parametrize("tol", [0, -1.0, float("nan"), float("inf"), "1e-3", True, None])
+def test_check_tolerance_names_the_argument(tol):
+    from ualign_jax._validation import check_tolerance
+
+    with pytest.raises(ValueError, match="^tol must be a positive number"):
+        check_tolerance(tol)
+    if tol == 0:
+        assert check_tolerance(tol, zero_ok=True) == 0.0
+    if tol is None:
+        assert check_tolerance(tol, none_ok=True) is None
+
+
+def test_check_choice_lists_the_choices():
+    with pytest.raises(ValueError, match=r"choice must be one of \['best', 'plackett_luce'\]"):
+        ua.sample_rewards(jnp.ones((1, 3)), 1, choice="worst")

@@ -79,12 +79,12 @@ USER_SLICE = 1024
 def user_average(weights: Float[Array, " m"], values: Array, users_last: bool = False):
     """``Σ_i w_i values[i]`` summed in two levels: within blocks of users, then over blocks.
 
-    A plain float32 matvec over thousands of users accumulates ~1e-6 error (measured: 1.2e-6 on
-    sushi's 4926 users); two-level summation keeps it near 1e-7. Users are on the first axis of
-    ``values`` (``[m, ...]``, blocks of ``USER_BLOCK``) or, with ``users_last``, on the last
-    (``[..., m]``, one product per static slice of ``USER_SLICE``, so meant for a few thousand
-    users: XLA merges nested reduces into one plain sum, and batched products over blocks of 64
-    users ran 3-5x slower on CPU).
+    A plain float32 matvec over thousands of users accumulates ~1e-6 error; two-level summation
+    keeps it near 1e-7 (benchmarks/RESULTS.md, "Measurements behind constants"). Users are on
+    the first axis of ``values`` (``[m, ...]``, blocks of ``USER_BLOCK``) or, with
+    ``users_last``, on the last (``[..., m]``, one product per static slice of ``USER_SLICE``,
+    so meant for a few thousand users: XLA merges nested reduces into one plain sum, and batched
+    products over blocks of users are slower on CPU).
     Example: ``user_average(w, jnp.ones((m, 3)))`` is ``Σ_i w_i`` in each of the 3 entries.
     """
     values = values.astype(weights.dtype) if values.dtype != weights.dtype else values
@@ -153,7 +153,7 @@ def chunked_user_sum(pop, per_chunk, max_chunk: int | None = None, zeros=None):
         # holds its own m / (d·num_chunks) users of every chunk, so the loop reads only local
         # data and one all-reduce per chunk adds the devices' sums. Contiguous slices of a
         # sharded axis make XLA all-gather every user onto every device; on one device the
-        # strided gather is slower (1.8x per Hedge step measured, 524,288 x 16, scan engine).
+        # strided gather is slower, hence strided only when ``shard_users`` asks for it.
         def add_strided(b, total):
             return total + per_chunk(strided_user_slice(pop, b, num_chunks))
 

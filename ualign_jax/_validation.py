@@ -1,16 +1,32 @@
-"""Checks at the public boundary: clear ``ValueError``s that name the argument.
+"""Checks at the public boundary: clear errors that name the argument, one tolerance table.
 
-Value checks (finiteness, signs, simplex) run only on concrete arrays; inside ``jax.jit`` the
-caller's arrays are tracers and only shapes are checked. Validate once, outside the jitted loop.
+Every module validates through this one. Value checks (finiteness, signs, simplex) raise a
+``ValueError`` on concrete arrays; on traced arrays (inside ``jax.jit``, ``vmap``, ``grad``) the
+functions that return their argument attach the same check with ``eqx.error_if``, so it fails at
+run time instead of vanishing. How far a value may stray is read from :data:`SIMPLEX_TOLERANCE`
+(per dtype) and :data:`ITERATE_TOLERANCE`, nowhere else.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
+from collections.abc import Collection
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+#: How far a probability vector's entries may fall below 0, and (times ``max(1, √n)``) its sum
+#: stray from 1, by float width in bits. Float32 sums of n entries carry about √n·6e-8 rounding;
+#: 1e-4 also admits a float32 policy written to text with 7 digits. Float64: 1e-8.
+SIMPLEX_TOLERANCE = {32: 1e-4, 64: 1e-8}
+
+#: The solver's test that an iterate is still a policy (docs/theory.md §8). Loose on purpose: it
+#: separates a run that lost mass or went non-finite from rounding, whatever the dtype.
+ITERATE_TOLERANCE = 1e-3
 
 
 def is_concrete(x) -> bool:
@@ -68,24 +84,48 @@ def as_float_array(x, name: str, min_ndim: int = 1):
     return arr.astype(float_dtype(arr))
 
 
-def check_finite(x, name: str) -> None:
-    """Raise when a concrete ``x`` holds NaN or infinity."""
-    if is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
+def check_finite(x, name: str):
+    """``x`` checked to hold no NaN or infinity; returns ``x`` (traced: with an
+    ``eqx.error_if``, which takes effect only through the return value)."""
+    if not is_concrete(x):
+        return eqx.error_if(x, ~jnp.all(jnp.isfinite(x)), f"{name} must be finite")
+    if not bool(np.all(np.isfinite(np.asarray(x)))):
         raise ValueError(f"{name} must be finite, found NaN or inf")
+    return x
 
 
 def simplex_tolerance(dtype) -> float:
-    """How far a sum may stray from 1 and an entry below 0 before we call it off the simplex."""
-    return 1e-4 if jnp.finfo(dtype).bits <= 32 else 1e-8
+    """:data:`SIMPLEX_TOLERANCE` for ``dtype`` (half precision and integers: the float32 entry).
+
+    Example:
+        >>> simplex_tolerance(jnp.float32)
+        0.0001
+    """
+    dtype = jnp.dtype(dtype)
+    bits = jnp.finfo(dtype).bits if jnp.issubdtype(dtype, jnp.floating) else 32
+    return SIMPLEX_TOLERANCE[64 if bits > 32 else 32]
 
 
-def check_simplex(x, name: str) -> None:
-    """Raise when a concrete ``x`` [..., n] is not a probability vector along its last axis."""
-    check_finite(x, name)
-    if not is_concrete(x):
-        return
-    values = np.asarray(x, dtype=np.float64)
+def off_simplex(x, tol: float, xp=jnp):
+    """True where ``x`` ``[..., n]`` is not a probability vector within ``tol``: an entry below
+    ``−tol``, a sum off 1 by more than ``tol·max(1, √n)``, or a non-finite entry (NumPy or
+    jax.numpy through ``xp``; reduces the last axis)."""
+    slack = tol * max(1.0, math.sqrt(x.shape[-1]))
+    bad_sum = ~(xp.abs(xp.sum(x, axis=-1) - 1.0) <= slack)  # NaN sums count as bad
+    return bad_sum | xp.any(~(x >= -tol), axis=-1) | xp.any(~xp.isfinite(x), axis=-1)
+
+
+def check_simplex(x, name: str):
+    """``x`` [..., n] checked to be a probability vector along its last axis; returns ``x``.
+
+    Concrete: a ``ValueError`` naming ``name``. Traced: the returned array carries an
+    ``eqx.error_if`` with the same test (use the return value for it to take effect).
+    """
     tol = simplex_tolerance(x.dtype)
+    if not is_concrete(x):
+        return eqx.error_if(x, jnp.any(off_simplex(x, tol)), f"{name} must lie on the simplex")
+    check_finite(x, name)
+    values = np.asarray(x, dtype=np.float64)
     if values.min() < -tol:
         raise ValueError(
             f"{name} has negative entries (min {values.min():.3g}); it must lie on the simplex"
@@ -96,13 +136,48 @@ def check_simplex(x, name: str) -> None:
         raise ValueError(
             f"{name} must sum to 1 along its last axis (found a sum off by {worst:.3g})"
         )
+    return x
 
 
-def check_weights(x, name: str) -> None:
-    """Raise when concrete weights [..., m] are negative, non-finite, or all zero."""
-    check_finite(x, name)
+def check_tolerance(tol, name: str = "tol", *, none_ok: bool = False, zero_ok: bool = False):
+    """A stopping tolerance as a float: a finite positive number (``0`` if ``zero_ok``, ``None``
+    if ``none_ok``), else a ``ValueError`` naming ``name``.
+
+    Example:
+        >>> check_tolerance(1e-6)
+        1e-06
+    """
+    if tol is None and none_ok:
+        return None
+    floor = "a number >= 0" if zero_ok else "a positive number"
+    wanted = floor + (" or None" if none_ok else "")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+        raise ValueError(f"{name} must be {wanted}, got {tol!r}")
+    value = float(tol)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise ValueError(f"{name} must be {wanted}, got {tol!r}")
+    return value
+
+
+def check_choice(value, choices: Collection[str], name: str) -> str:
+    """``value`` if it is one of ``choices``, else a ``ValueError`` listing them.
+
+    Example:
+        >>> check_choice("best", ("best", "plackett_luce"), "choice")
+        'best'
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_weights(x, name: str):
+    """Weights ``[..., m]`` checked to be finite, nonnegative and not all zero; returns ``x``
+    (traced: with an ``eqx.error_if``, which takes effect only through the return value)."""
     if not is_concrete(x):
-        return
+        bad = ~jnp.all(jnp.isfinite(x)) | jnp.any(x < 0) | jnp.any(jnp.sum(x, axis=-1) <= 0)
+        return eqx.error_if(x, bad, f"{name} must be finite, nonnegative and not all zero")
+    check_finite(x, name)
     values = np.asarray(x)
     if values.min() < 0:
         raise ValueError(f"{name} must be nonnegative (min {values.min():.3g})")
@@ -113,6 +188,7 @@ def check_weights(x, name: str) -> None:
         raise ValueError(f"{name} must not be all zero (or sum below {tiny:.3g})")
     if not np.all(np.isfinite(sums)):
         raise ValueError(f"{name} must have a finite sum (it overflows {values.dtype}); rescale")
+    return x
 
 
 #: The largest count accepted (JAX's default int32 holds it, so counts stay exact when traced).

@@ -9,8 +9,14 @@ from jaxtyping import Array, Float, Int
 
 from ._combinatorics import rotations
 from ._linalg import dot
-from ._validation import as_float_array, check_finite, is_concrete, static_count
-from .population import BoundPayoffs, Population
+from ._validation import (
+    as_float_array,
+    check_finite,
+    is_concrete,
+    simplex_tolerance,
+    static_count,
+)
+from .population import BoundPayoffs, Population, pairwise_pool_shares
 
 __all__ = ["DenseGame", "contract_opponents"]
 
@@ -22,8 +28,9 @@ def contract_opponents(tensor, policies):
     return tensor
 
 
-def _check_win_tensor(w: np.ndarray, num_players: int, tol: float = 1e-6) -> None:
-    """Entries in [0, 1], symmetric in the opponents' axes, and constant-sum (total 1)."""
+def _check_win_tensor(w: np.ndarray, num_players: int, tol: float) -> None:
+    """Entries in [0, 1], symmetric in the opponents' axes, and constant-sum (total 1), each to
+    ``tol`` (the simplex tolerance of the tensor's dtype)."""
     if w.min() < -tol or w.max() > 1 + tol:
         raise ValueError("win_tensor entries must be probabilities in [0, 1]")
     b = w.ndim - num_players
@@ -71,7 +78,7 @@ class DenseGame(Population):
         if len(set(player_axes)) != 1:
             raise ValueError(f"win_tensor's player axes must all have length n, got {player_axes}")
         if is_concrete(w) and w.size <= 10**7:
-            _check_win_tensor(np.asarray(w, np.float64), num_players)
+            _check_win_tensor(np.asarray(w, np.float64), num_players, simplex_tolerance(w.dtype))
         self.win_tensor = w
         self.players = num_players
 
@@ -132,6 +139,12 @@ class DenseGame(Population):
         tensor = contract_opponents(self.win_tensor.astype(policy.dtype), [policy] * k)
         rotated = jnp.asarray(sets)[:, rotations(size)]  # each member moved to the front
         return jnp.sum(tensor[tuple(jnp.moveaxis(rotated, -1, 0))], axis=-1)
+
+    def pool_shares(self, sets, opponents):
+        """``Σ_{j < k} W[pool rotated so position j is first]`` for each pool ``sets[s] ⊕
+        opponents[r]`` (``k + ell`` must be the number of players)."""
+        self.check_players(sets.shape[-1] + opponents.shape[-1], "k + ell")
+        return pairwise_pool_shares(self, sets, opponents, 1)
 
 
 def _dense_payoffs(game: DenseGame, policy, k: int):

@@ -206,7 +206,8 @@ def optimistic_gradient(eta: float = 1.0, growth: float = 1.2) -> Dynamics:
     ``h_t = P(π_t + η_t g_{t-1})``, ``g_t = g(h_t)``, ``π_{t+1} = P(π_t + η_t g_t)`` with ``P``
     the Euclidean projection onto the simplex; ``η_{t+1} = min(growth·η_t, 1/(2 L_t))`` with
     the local Lipschitz estimate ``L_t = ||g_t − g_{t-1}|| / ||h_t − h_{t-1}||``. The game is
-    strongly monotone on the data we measured for k >= 2, and this converges in tens of steps.
+    strongly monotone on the benchmark instances for k >= 2 (benchmarks/RESULTS.md), and there
+    this converges in tens of steps.
     """
 
     def init(policy):

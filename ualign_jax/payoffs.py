@@ -306,7 +306,7 @@ def count_form_payoffs(form: CountForm, policy) -> Float[Array, "*batch n"]:
     p = as_float_array(policy, "policy")
     if p.shape[-1] != n:
         raise ValueError(f"policy has {p.shape[-1]} responses, the count form has {n}")
-    check_simplex(p, "policy")
+    p = check_simplex(p, "policy")
     log_p = jnp.log(jnp.where(p > 0, p, 1.0))
     zero_hit = jnp.any((form.counts > 0) & (p[..., None, :] <= 0), axis=-1)
     log_prob = form.log_multinomial.astype(p.dtype) + einsum(

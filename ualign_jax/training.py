@@ -28,6 +28,7 @@ from jaxtyping import Array, Float
 from ._linalg import einsum
 from ._validation import (
     as_float_array,
+    check_choice,
     check_count,
     check_finite,
     check_weights,
@@ -76,8 +77,8 @@ def _best_share(below, tied, group: int, k: int, log_factorial, xp):
 
 #: Up to this many samples per group the best-score shares come from a ``[G, G]`` table computed
 #: once in exact arithmetic (correctly rounded in every dtype). Larger groups evaluate the closed
-#: form with ``lgamma`` in float64 only (measured at G = 1500 against the exact table: 5e-9 at
-#: k = 1, 1e-12 at k = 1000; in float32 the error reached 1.9, so float32 is refused there).
+#: form with ``lgamma`` in float64 only; float32 is refused there (its error is O(1);
+#: benchmarks/RESULTS.md, "Measurements behind constants").
 TABLE_MAX_SAMPLES = 1024
 
 
@@ -104,10 +105,9 @@ def best_share_table(group: int, k: int) -> np.ndarray:
     return table
 
 
-#: Pairwise rank counts compare each sample with blocks of this many others at a time. Measured
-#: on the 2-core CPU (XLA 0.10, 2^22 float32 scores): one comparison over all G others runs as
-#: fast per pair up to G = 32 but 50x slower from G = 64 (XLA stops vectorising the reduction);
-#: summing blocks of 32 keeps it linear (24 ms at G = 64, 88 ms at G = 128).
+#: Pairwise rank counts compare each sample with blocks of this many others at a time: XLA stops
+#: vectorising one comparison over all G others from G = 64 on CPU, and blocks keep the cost
+#: linear (benchmarks/RESULTS.md, "Measurements behind constants").
 PAIRWISE_BLOCK = 32
 
 
@@ -140,9 +140,9 @@ def _rank_counts_sorted(scores):
     return below, last - below
 
 
-#: Groups up to this size count ranks by comparing every pair, larger ones by sorting. Measured
-#: on the 2-core CPU (2^22 scores, ties): XLA's sort took 0.66-1.75 s for G = 8..512, pairwise
-#: 5 ms at G = 8, 143 ms at G = 256 and 390 ms at G = 512.
+#: Groups up to this size count ranks by comparing every pair, larger ones by sorting (XLA's CPU
+#: sort is slower than the pairwise counts up to here; benchmarks/RESULTS.md, "Measurements
+#: behind constants").
 PAIRWISE_MAX_SAMPLES = 1024
 
 
@@ -237,15 +237,9 @@ def _pl_shares(scores, k: int):
 def _sample_rewards(scores, weights, k: int, choice: str):
     shares = _best_shares(scores, k) if choice == "best" else _pl_shares(scores, k)
     weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
-    # a product and a sum rather than a contraction: XLA fuses it with the table lookup (1.3x
-    # less CPU time than einsum at [4096, 64, 16], measured), and it is exact-precision anywhere
+    # a product and a sum rather than a contraction: XLA fuses it with the table lookup, and it
+    # is exact-precision on every backend
     return jnp.sum(shares * weights[..., None], axis=-2)
-
-
-def _check_choice(choice) -> str:
-    if choice not in CHOICES:
-        raise ValueError(f"choice must be one of {list(CHOICES)}, got {choice!r}")
-    return choice
 
 
 def _check_group(scores_shape, k, name: str = "scores") -> int:
@@ -292,8 +286,8 @@ def sample_rewards(
     Returns:
         ``[..., G]`` rewards in ``[0, 1]``; each group's rewards average exactly ``1/(k+1)``.
         ``"best"``: O(G²) comparisons per judge (a sort beyond ``PAIRWISE_MAX_SAMPLES``), scratch
-        O(G) per judge. ``"plackett_luce"``: O(N·G·k) per judge with N = 257 quadrature nodes
-        (about 0.2 ms of CPU per judge at G = 16, k = 4), scratch bounded by blocks of judges.
+        O(G) per judge. ``"plackett_luce"``: O(N·G·k) per judge with N = 257 quadrature nodes,
+        scratch bounded by blocks of judges.
 
     Example:
         >>> import jax.numpy as jnp
@@ -301,9 +295,8 @@ def sample_rewards(
         >>> [round(float(r), 4) for r in sample_rewards(scores, k=1)]
         [1.0, 0.6667, 0.3333, 0.0]
     """
-    choice = _check_choice(choice)
-    scores = as_float_array(scores, "scores", min_ndim=2)
-    check_finite(scores, "scores")
+    choice = check_choice(choice, CHOICES, "choice")
+    scores = check_finite(as_float_array(scores, "scores", min_ndim=2), "scores")
     k = _check_group(scores.shape, k)
     dtype = scores.dtype
     if choice == "best" and scores.shape[-1] > TABLE_MAX_SAMPLES and dtype != jnp.float64:
@@ -325,8 +318,7 @@ def sample_rewards(
                 f"weights must have shape [..., U] matching scores {scores.shape[:-1]} "
                 f"(U = {judges[-1]} judges), got {weights.shape}"
             )
-        check_weights(weights, "weights")
-        weights = weights.astype(dtype)
+        weights = check_weights(weights, "weights").astype(dtype)
     return _sample_rewards(scores, weights, k=k, choice=choice)
 
 
@@ -364,7 +356,7 @@ def group_rewards(
         >>> group_rewards(scores, prompt, k=1).round(4).tolist()
         [0.5, 0.5, 0.5, 0.0, 1.0]
     """
-    choice = _check_choice(choice)
+    choice = check_choice(choice, CHOICES, "choice")
     try:
         values = np.asarray(scores, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -463,8 +455,8 @@ def self_play_loss(
             f"rewards must have the shape of logprobs {logprobs.shape}, got {rewards.shape}"
         )
     k = check_count(k, "k")
-    check_finite(logprobs, "logprobs")
-    check_finite(rewards, "rewards")
+    logprobs = check_finite(logprobs, "logprobs")
+    rewards = check_finite(rewards, "rewards")
     dtype = jnp.promote_types(logprobs.dtype, rewards.dtype)
     if is_concrete(tau):
         if not np.isfinite(tau) or tau < 0:
@@ -514,8 +506,7 @@ def game_gradient(
         (0.1111, -0.1111)
     """
     check_population(pop)
-    logits = as_float_array(logits, "logits")
-    check_finite(logits, "logits")
+    logits = check_finite(as_float_array(logits, "logits"), "logits")
     if logits.shape[-1] != pop.num_responses:
         raise ValueError(
             f"logits must have {pop.num_responses} entries on its last axis (one per response), "
