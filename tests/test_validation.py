@@ -124,16 +124,19 @@ def test_one_tolerance_table_per_dtype():
         ua.DenseGame(game + 3 * SIMPLEX_TOLERANCE[32])
 
 
-@pytest.mark.parametrize("tol", [0, -1.0, float("nan"), float("inf"), "1e-3", True, None])
-def test_check_tolerance_names_the_argument(tol):
-    from ualign_jax._validation import check_tolerance
+@pytest.mark.parametrize("tol", [0, -1.0, float("nan"), float("inf"), "1e-3", True, None, [1.0]])
+def test_check_real_names_the_argument(tol):
+    from ualign_jax._validation import check_real
 
     with pytest.raises(ValueError, match="^tol must be a positive number"):
-        check_tolerance(tol)
+        check_real(tol, "tol", 0, low_open=True)
     if tol == 0:
-        assert check_tolerance(tol, zero_ok=True) == 0.0
+        assert check_real(tol, "tol", 0) == 0.0
     if tol is None:
-        assert check_tolerance(tol, none_ok=True) is None
+        assert check_real(tol, "tol", 0, low_open=True, none_ok=True) is None
+    assert check_real(np.float32(0.5), "tol", 0, low_open=True) == 0.5
+    with pytest.raises(ValueError, match=r"eps must be a number in \(0, 0.5\), got 0.5"):
+        check_real(0.5, "eps", 0, 0.5, low_open=True, high_open=True)
 
 
 def test_check_choice_lists_the_choices():

@@ -10,7 +10,6 @@ run time instead of vanishing. How far a value may stray is read from :data:`SIM
 from __future__ import annotations
 
 import math
-import numbers
 import operator
 from collections.abc import Collection
 
@@ -139,23 +138,47 @@ def check_simplex(x, name: str):
     return x
 
 
-def check_tolerance(tol, name: str = "tol", *, none_ok: bool = False, zero_ok: bool = False):
-    """A stopping tolerance as a float: a finite positive number (``0`` if ``zero_ok``, ``None``
-    if ``none_ok``), else a ``ValueError`` naming ``name``.
+def check_real(
+    x, name: str, low=None, high=None, *, low_open=False, high_open=False, none_ok=False
+):
+    """A real scalar in ``[low, high]`` (open ends as asked; infinite only for a closed
+    ``high = inf``) as a float, else a
+    ``ValueError`` naming ``name``. ``None`` passes when ``none_ok``; a tracer is returned as is
+    once it is a scalar (its value is not known here).
+
+    The message says "a positive number" for ``(0, ∞)``, "a nonnegative number" for ``[0, ∞)``,
+    else the interval.
 
     Example:
-        >>> check_tolerance(1e-6)
+        >>> check_real(1e-6, "tol", 0.0, low_open=True)
         1e-06
     """
-    if tol is None and none_ok:
+    if x is None and none_ok:
         return None
-    floor = "a number >= 0" if zero_ok else "a positive number"
-    wanted = floor + (" or None" if none_ok else "")
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
-        raise ValueError(f"{name} must be {wanted}, got {tol!r}")
-    value = float(tol)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        raise ValueError(f"{name} must be {wanted}, got {tol!r}")
+    if low == 0 and high is None:
+        wanted = "a positive number" if low_open else "a nonnegative number"
+    elif low is None and high is None:
+        wanted = "a finite number"
+    else:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        wanted = f"a number in {interval}"
+    wanted += " or None" if none_ok else ""
+    if isinstance(x, jax.core.Tracer):
+        if jnp.ndim(x) != 0:
+            raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(x)}")
+        return x
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim != 0 or arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must be {wanted}, got {x!r}")
+    value = float(arr)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    infinite_ok = high == math.inf and not high_open  # [.., inf] admits inf itself
+    if math.isnan(value) or (math.isinf(value) and not infinite_ok) or too_low or too_high:
+        raise ValueError(f"{name} must be {wanted}, got {x!r}")
     return value
 
 

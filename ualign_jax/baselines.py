@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-import numbers
+import math
 from typing import NamedTuple
 
 import jax
@@ -20,7 +20,7 @@ import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 from jaxtyping import Array, Float
 
-from ._validation import check_simplex, static_count
+from ._validation import check_real, check_simplex, static_count
 from .payoffs import check_population, prepare, win_tensor
 from .policies import uniform_policy
 from .populations import Population
@@ -54,13 +54,6 @@ def certified_gap(dtype: DTypeLike) -> float:
         (1e-09, 3.8e-06)
     """
     return max(CERTIFIED_GAP, 32 * float(np.finfo(dtype).eps))
-
-
-def _positive_number(value, name: str) -> float:
-    """``value`` as a float if it is a real number > 0 (``inf`` allowed), else ``ValueError``."""
-    if not (isinstance(value, numbers.Real) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 def _host_array(x, name: str, ndim: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -239,7 +232,7 @@ def nash_md(pop: Population, tau: float, steps: int = 2000) -> Float[Array, "*ba
 
     ``τ → 0`` recovers NLHF; large ``τ`` stays at the uniform reference.
     """
-    tau = _positive_number(tau, "tau")
+    tau = check_real(tau, "tau", 0, low_open=True)
     return solve(pop, 1, method="extragradient_entropy", steps=steps, tau=tau, eta=0.5).policy
 
 
@@ -281,7 +274,7 @@ def rlhf(
     ``β → 0`` is the argmax of the scores (the majority favourite).
     """
     check_population(pop)
-    beta = _positive_number(beta, "beta")
+    beta = check_real(beta, "beta", 0, math.inf, low_open=True)
     n = pop.num_responses
     dtype = pop.dtype
     if reference is None:

@@ -21,7 +21,7 @@ import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._validation import float_dtype_arg, is_concrete, static_count
+from ._validation import check_real, float_dtype_arg, is_concrete, static_count
 from .populations import PlackettLucePopulation, RankingPopulation
 
 __all__ = [
@@ -35,27 +35,6 @@ __all__ = [
 
 #: Largest ``n`` for which :func:`impartial_culture` enumerates all ``n!`` rankings.
 MAX_EXACT_RESPONSES = 8
-
-
-def _check_real(x, name, low, high, *, low_open=False, high_open=False):
-    """Check a scalar lies in the interval (skipped for tracers, which only need to be scalar)."""
-    if not is_concrete(x):
-        if jnp.ndim(x) != 0:
-            raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(x)}")
-        return x
-    try:
-        arr = np.asarray(x)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a real number, got {x!r}") from err
-    if arr.ndim != 0 or arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{name} must be a real number, got {x!r}")
-    value = float(arr)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if not math.isfinite(value) or too_low or too_high:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must lie in {interval}, got {value}")
-    return x
 
 
 def _check_key(key, name="key"):
@@ -188,7 +167,7 @@ def mallows_mixture(
     m = static_count(num_users, "num_users")
     c = static_count(num_components, "num_components")
     dtype = float_dtype_arg(dtype)
-    _check_real(dispersion, "dispersion", 0.0, 1.0, low_open=True)
+    check_real(dispersion, "dispersion", 0.0, 1.0, low_open=True)
     log_phi = jnp.log(jnp.asarray(dispersion, dtype=dtype))
     return RankingPopulation(_mallows_utilities(key, n, m, c, log_phi, dtype))
 
@@ -224,7 +203,7 @@ def plackett_luce_mixture(
     n = static_count(num_responses, "num_responses")
     c = static_count(num_components, "num_components")
     dtype = float_dtype_arg(dtype)
-    _check_real(scale, "scale", 0.0, math.inf, high_open=True)
+    check_real(scale, "scale", 0)
     k_s, k_w = jax.random.split(key)
     log_weights = jnp.asarray(scale, dtype) * jax.random.normal(k_s, (c, n), dtype)
     gaps = jax.random.exponential(k_w, (c,), dtype)  # Dirichlet(1) = normalised Exp(1) draws
@@ -261,7 +240,7 @@ def condorcet_instance(
     dtype = float_dtype_arg(dtype)
     if not is_concrete(delta):
         raise ValueError("delta must be a concrete number (it is used to build the instance)")
-    _check_real(delta, "delta", 0.0, 0.5, low_open=True)
+    check_real(delta, "delta", 0.0, 0.5, low_open=True)
     delta = float(delta)
     values = n - np.arange(n)  # utility of ranking position p
     utilities = np.zeros((n, n))
@@ -329,7 +308,7 @@ def ell_tight_instance(
         eps = 1.0 / (2 * (k + 1) * (k + ell))
     if not is_concrete(eps):
         raise ValueError("eps must be a concrete number (it is used to build the instance)")
-    _check_real(eps, "eps", 0.0, 1.0 / (k + 1), low_open=True, high_open=True)
+    check_real(eps, "eps", 0.0, 1.0 / (k + 1), low_open=True, high_open=True)
     eps = float(eps)
     challenger_weight = 1.0 / (k + 1) - eps  # q, the weight of each type ranking some zj first
     majority_weight = (k + 1 - ell) / (k + 1) + ell * eps  # 1 − ℓq, without the cancellation

@@ -31,6 +31,7 @@ from ._validation import (
     check_choice,
     check_count,
     check_finite,
+    check_real,
     check_weights,
     float_dtype,
     is_concrete,
@@ -458,9 +459,7 @@ def self_play_loss(
     logprobs = check_finite(logprobs, "logprobs")
     rewards = check_finite(rewards, "rewards")
     dtype = jnp.promote_types(logprobs.dtype, rewards.dtype)
-    if is_concrete(tau):
-        if not np.isfinite(tau) or tau < 0:
-            raise ValueError(f"tau must be a finite number >= 0, got {tau}")
+    tau = check_real(tau, "tau", 0)
     if ref_logprobs is None and (not is_concrete(tau) or tau != 0):
         raise ValueError("ref_logprobs is required when tau > 0 (the KL term needs π_ref)")
     if ref_logprobs is not None:
