@@ -10,7 +10,8 @@ from jaxtyping import install_import_hook  # noqa: E402
 with install_import_hook("ualign_jax", "beartype.beartype"):
     import ualign_jax as ua
 
-    ua._load_everything()  # the package loads its submodules lazily: load them under the hook
+    for name in ua.__all__:  # the package loads its modules lazily: load them under the hook
+        getattr(ua, name)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -28,6 +29,10 @@ def main() -> None:
         ua.exploitability(batch, pis, 3)
         ua.robust_win_rate(batch, pis, 3, ell=2)
         ua.robust_win_rate_bounds(batch, pis, 3, 2)
+        ua.robust_win_rate_bounds(batch, pis, 3, 2, tol=0.0)  # the branch and bound
+        law = ua.uniform_k_sets(4, 2)
+        ua.robust_win_rate(strict, law, 2, ell=2)
+        ua.win_rate(strict, law, 2, pis[0], ell=1)
         ua.solve(batch, 2, steps=20, tol=1e-9)
         if dtype == np.float32:  # the float32 pass: the core calls only
             continue

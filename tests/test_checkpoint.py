@@ -16,8 +16,8 @@ import pytest
 import ualign_jax as ua
 from ualign_jax.cli import main
 
-solve_module = importlib.import_module("ualign_jax.solve")  # `ua.solve` is the function
-SUSHI = Path(ua.__file__).parent / "datasets" / "00014-00000001.soc"
+checkpoint_module = importlib.import_module("ualign_jax.checkpoint")
+SUSHI = Path(ua.__file__).parent / "bundled" / "00014-00000001.soc"
 POP = ua.RankingPopulation(
     jnp.asarray(np.random.default_rng(3).integers(0, 5, (2, 7, 5)).astype(np.float64))
 )
@@ -40,7 +40,7 @@ def test_a_run_stopped_after_a_checkpoint_resumes_to_the_uninterrupted_result(
     whole = ua.solve(POP, 3, **options)
     path = tmp_path / "run.npz"
     saves = []
-    real_save = solve_module.save_checkpoint
+    real_save = checkpoint_module.save_checkpoint
 
     def save_then_stop(*args):
         real_save(*args)
@@ -48,12 +48,12 @@ def test_a_run_stopped_after_a_checkpoint_resumes_to_the_uninterrupted_result(
         if len(saves) == 2:
             raise KeyboardInterrupt  # the user stops the run right after the second checkpoint
 
-    monkeypatch.setattr(solve_module, "save_checkpoint", save_then_stop)
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         ua.solve(POP, 3, **options, checkpoint=path, checkpoint_every=70)
     stopped_at = np.load(path)["leaf_0000"]  # RunState.step, per prompt
     assert np.all(stopped_at == 140)
-    monkeypatch.setattr(solve_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", real_save)
     resumed = ua.solve(POP, 3, **options, checkpoint=path, checkpoint_every=70)
     assert_same_solution(whole, resumed)
     assert np.all(np.load(path)["leaf_0000"] == np.asarray(whole.num_steps))
@@ -161,7 +161,7 @@ def saved_run(tmp_path_factory):
 
 # leaves after `kept`: the trace buffers, `last`, `done`
 LAST = 2
-KEPT = 3 + len(solve_module.Trace._fields)
+KEPT = 3 + len(ua.Trace._fields)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,6 @@
 """The ``ualign`` command as a user meets it: outputs, exit codes, one-line errors."""
 
 import errno
-import importlib
 import json
 import os
 import shutil
@@ -15,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ualign_jax import cli
-from ualign_jax.cli import SOLVE_OUTPUTS, main
+from ualign_jax.cli import app, bench, common, demo, main, output, reproduce
+from ualign_jax.cli import solve as solve_command
+from ualign_jax.cli.progress import Progress
+from ualign_jax.cli.solve import SOLVE_OUTPUTS
 
-NETFLIX = Path(__file__).resolve().parent.parent / "ualign_jax" / "datasets" / "00004-00000001.soc"
+NETFLIX = Path(__file__).resolve().parent.parent / "ualign_jax" / "bundled" / "00004-00000001.soc"
 
 
 def run_main(capsys, *argv):
@@ -201,7 +202,7 @@ def test_solve_draws_and_prints_names_literally(tiny, tmp_path, capsys):
 
 
 def test_policy_listed_by_position_even_with_repeated_names():
-    entries = cli._by_position(["a", "a", "b"], np.array([0.25, 0.5, 0.25]))
+    entries = common.by_position(["a", "a", "b"], np.array([0.25, 0.5, 0.25]))
     assert [e["probability"] for e in entries] == [0.25, 0.5, 0.25]
 
 
@@ -263,14 +264,14 @@ def test_unwritable_places_are_refused_before_solving(tiny, tmp_path, capsys, mo
 
 
 def test_a_full_disk_keeps_the_results_and_says_where(tiny, tmp_path, capsys, monkeypatch):
-    real_write = cli.write_json
+    real_write = common.write_json
 
     def full(path, payload):
         if str(path).startswith(str(tmp_path)):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_write(path, payload)
 
-    monkeypatch.setattr(cli, "write_json", full)
+    monkeypatch.setattr(solve_command, "write_json", full)
     code, _, err = solve_tiny(capsys, tiny, tmp_path / "o", "--quiet")
     assert code == 2 and "Traceback" not in err
     line = err.strip().splitlines()[-1]
@@ -287,7 +288,7 @@ def test_a_failed_swap_keeps_the_finished_folder(tiny, tmp_path, capsys, monkeyp
     def broken(staging, target):
         raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
 
-    monkeypatch.setattr(cli, "_swap_in", broken)
+    monkeypatch.setattr(output, "_swap_in", broken)
     code, _, err = solve_tiny(capsys, tiny, tmp_path / "o", "--quiet")
     assert code == 2 and "Traceback" not in err
     kept = Path(err.strip().rsplit(" ", 1)[-1])
@@ -344,7 +345,7 @@ def test_ctrl_c_exits_130_promptly_and_leaves_nothing(tmp_path):
 
 
 def test_loops_over_k_are_capped(tmp_path, capsys):
-    assert_usage_error(capsys, ["demo", "--k-max", str(cli.MAX_DEMO_K + 1)], "--k-max")
+    assert_usage_error(capsys, ["demo", "--k-max", str(demo.MAX_DEMO_K + 1)], "--k-max")
     assert_usage_error(
         capsys, ["evaluate", NETFLIX, "--policy", "p.json", "--k", "1-1000", "--ell", "1"], "pairs"
     )
@@ -371,25 +372,25 @@ def test_bench_reports_cleanly(tmp_path, capsys, monkeypatch):
         f"(out / 'peers_quick.json').write_text(json.dumps({peers!r}))\n"
         "print('| markdown | table |')\nprint(json.dumps({'a': 1}))\n"
     )
-    monkeypatch.setattr(cli, "find_suite", lambda: suite)
+    monkeypatch.setattr(bench, "find_suite", lambda: suite)
     code, stdout, _ = run_main(capsys, "bench")
     assert code == 0
     for name in ("a.png", "b.png", "c.png", "peers_quick.json", 'pip install -e ".[peers]"'):
         assert name in stdout
     assert "markdown" not in stdout and "{" not in stdout
-    monkeypatch.setattr(cli, "find_suite", lambda: None)
+    monkeypatch.setattr(bench, "find_suite", lambda: None)
     assert_usage_error(capsys, ["bench"], "clone")
 
 
 def test_reproduce_table_fits_in_100_columns(capsys):
     row = {"claim": "T5 self-play regret", "passed": True, "detail": "x = 1.0e-3; " * 40}
-    cli.print_reproduce({"rows": [row, {**row, "passed": False}]})
+    reproduce.print_reproduce({"rows": [row, {**row, "passed": False}]})
     lines = capsys.readouterr().out.splitlines()
     assert max(len(line) for line in lines) <= 100 and "1 of 2 claims hold" in lines[-1]
 
 
 def test_progress_has_no_carriage_returns_off_a_terminal(capsys):
-    bar = cli.Progress(30, "solving")
+    bar = Progress(30, "solving")
     for k in range(30):
         bar.step(f"k={k}")
     err = capsys.readouterr().err
@@ -480,17 +481,17 @@ def test_ctrl_c_in_process_raises_system_exit_130(tiny, tmp_path, capsys, monkey
     def interrupted(runner, args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_run_interruptibly", interrupted)
+    monkeypatch.setattr(app, "_run_interruptibly", interrupted)
     with pytest.raises(SystemExit) as exit_info:
         main(["solve", str(tiny), "--k", "2", "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 130
     assert capsys.readouterr().err.strip().splitlines() == [
         "ualign: interrupted; no partial output was left behind"
     ]
-    assert cli._CANCELLED.is_set()
+    assert output._CANCELLED.is_set()
     with pytest.raises(KeyboardInterrupt):  # an abandoned worker cannot swap its outputs in
-        cli._swap_in(tmp_path / "staging", tmp_path / "o")
-    cli._CANCELLED.clear()
+        output._swap_in(tmp_path / "staging", tmp_path / "o")
+    output._CANCELLED.clear()
 
 
 def test_progress_is_a_tqdm_bar_on_a_terminal(monkeypatch):
@@ -501,7 +502,7 @@ def test_progress_is_a_tqdm_bar_on_a_terminal(monkeypatch):
             return True
 
     monkeypatch.setattr(sys, "stderr", Terminal())
-    bar = cli.Progress(3, "solving")
+    bar = Progress(3, "solving")
     for k in range(3):
         bar.step(f"k={k}")
     text = sys.stderr.getvalue()
@@ -515,10 +516,290 @@ def test_a_checkpoint_that_cannot_be_saved_mid_run_is_one_line(tiny, tmp_path, c
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(checkpoint_module, "save_checkpoint", full)
-    solve_module = importlib.import_module("ualign_jax.solve")  # `ua.solve` is the function
-    if hasattr(solve_module, "save_checkpoint"):
-        monkeypatch.setattr(solve_module, "save_checkpoint", full)
     argv = ["solve", tiny, "--k", "2", "--out", tmp_path / "o", "--quiet"]
     argv += ["--checkpoint", tmp_path / "run.npz", "--checkpoint-every", "2", "--tol", "0"]
     assert_usage_error(capsys, argv, "--checkpoint", "No space left")
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- sweep (#18 item 6)
+
+# Two files over the same 3 responses (one compiled program after padding) and a broken one.
+CYCLE = "# NUMBER ALTERNATIVES: 3\n4: 1,2,3\n3: 2,3,1\n2: 3,1,2\n"
+SPLIT = "# NUMBER ALTERNATIVES: 3\n5: 1,2,3\n4: 2,1,3\n3: 3,1,2\n"
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "cycle.soc").write_text(CYCLE)
+    (folder / "split.soc").write_text(SPLIT)
+    (folder / "broken.soc").write_text("# NUMBER ALTERNATIVES: 3\n2: 1,2,9\n")
+    return folder
+
+
+def sweep_json(capsys, *argv):
+    code, stdout, err = run_main(capsys, "sweep", *argv, "--json")
+    assert code == 0, err
+    return json.loads(stdout)
+
+
+def rows_of(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+
+
+def test_sweep_writes_rows_resumes_and_turns_a_broken_file_into_a_row(corpus, tmp_path, capsys):
+    import ualign_jax as ua
+    from ualign_jax.sweep import SWEEP_METHODS
+
+    out = tmp_path / "sweep"
+    first = sweep_json(capsys, corpus, "--k", "1", "--ell", "1,2", "--out", out)
+    assert first["files"] == 3 and first["rows_computed"] == 2 * 2 * len(SWEEP_METHODS)
+    assert first["pairs_skipped"] == 0 and first["error_rows_this_run"] == 1
+    (error,) = first["error_rows"]
+    assert error["file"] == "broken.soc" and "9" in error["error"]
+    assert len(rows_of(out)) == first["rows_computed"] + 1
+    assert {Path(f).name for f in first["outputs"]} >= {"rows.csv", "summary.md", "summary.json"}
+
+    # a row against the library called directly
+    pop = ua.prepare(ua.load_population(corpus / "split.soc"))
+    row = next(
+        r
+        for r in rows_of(out)
+        if r["file"] == "split.soc" and r["method"] == "nlhf" and r["ell"] == 2
+    )
+    expected = float(ua.robust_win_rate(pop, ua.nlhf(pop), 1, 2))
+    assert row["robust_win_rate"] == pytest.approx(expected, abs=1e-6)
+
+    # files named one by one, one more k: only the new (file, k) pairs are computed
+    files = [corpus / "cycle.soc", corpus / "split.soc", corpus / "broken.soc"]
+    second = sweep_json(capsys, *files, "--k", "1,2", "--ell", "1,2", "--out", out)
+    assert second["rows_computed"] == 2 * 2 * len(SWEEP_METHODS)
+    assert second["pairs_skipped"] == 4  # the good files' k=1, the broken file's k=1 and k=2
+    assert second["error_rows_this_run"] == 0 and second["rows"] == len(rows_of(out))
+    before = (out / "rows.jsonl").read_bytes()
+
+    code, stdout, _ = run_main(capsys, "sweep", corpus, "--k", "1,2", "--ell", "1,2", "--out", out)
+    assert code == 0
+    assert "0 rows computed, 6 (file, k) pairs skipped" in stdout
+    assert "broken.soc" in stdout and f"summary: {out / 'summary.md'}" in stdout
+    assert (out / "rows.jsonl").read_bytes() == before  # a rerun computes and adds nothing
+
+
+def test_sweep_ctrl_c_keeps_the_rows_written_and_a_rerun_resumes(
+    corpus, tmp_path, capsys, monkeypatch
+):
+    from ualign_jax.cli import sweep as sweep_command
+
+    class StopAfterOne(Progress):
+        def step(self, note=""):
+            super().step(note)
+            raise KeyboardInterrupt  # Ctrl-C once the first (file, k) is written
+
+    monkeypatch.setattr(sweep_command, "Progress", StopAfterOne)
+    out = tmp_path / "sweep"
+    argv = ["sweep", corpus / "cycle.soc", corpus / "split.soc", "--k", "1", "--ell", "1"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in [*argv, "--out", out, "--quiet"]])
+    assert exit_info.value.code == 130
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "rows written so far are kept" in line and str(out) in line
+    output._CANCELLED.clear()
+    kept = rows_of(out)
+    assert {r["file"] for r in kept} == {"cycle.soc"} and len(kept) == 4  # one (file, k), whole
+
+    monkeypatch.undo()
+    report = sweep_json(capsys, *argv[1:], "--out", out)
+    assert report["pairs_skipped"] == 1 and report["rows_computed"] == 4
+    assert rows_of(out)[:4] == kept
+
+
+def test_sweep_refuses_bad_places_and_options_in_one_line(corpus, tmp_path, capsys, monkeypatch):
+    from ualign_jax import sweep as sweep_module
+
+    data = corpus / "cycle.soc"
+    (tmp_path / "file").write_text("x")
+    assert_usage_error(capsys, ["sweep", data, "--out", tmp_path / "file"], "--out", "not a folder")
+    assert_usage_error(
+        capsys, ["sweep", data, "--out", tmp_path / "file" / "x"], "--out", "not a folder"
+    )
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep me")
+    assert_usage_error(capsys, ["sweep", data, "--out", mine], "--out", "not empty")
+    assert_usage_error(
+        capsys, ["sweep", tmp_path / "none.soc", "--out", tmp_path / "o"], "none.soc"
+    )
+    (tmp_path / "empty").mkdir()
+    assert_usage_error(capsys, ["sweep", tmp_path / "empty", "--out", tmp_path / "o"], "no ")
+    assert_usage_error(capsys, ["sweep", data, "--out", tmp_path / "o", "--k", "0"], "--k")
+    assert_usage_error(capsys, ["sweep", data, "--out", tmp_path / "o", "--tol", "0"], "--tol")
+    assert_usage_error(
+        capsys, ["sweep", data, "--out", tmp_path / "o", "--method", "nope"], "--method", "nope"
+    )
+    real_mkdtemp = tempfile.mkdtemp
+
+    def read_only(*args, **kwargs):
+        if str(kwargs.get("dir", "")).startswith(str(tmp_path)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_mkdtemp(*args, **kwargs)
+
+    def no_sweep(*args, **kwargs):
+        raise AssertionError("swept before checking the output")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    monkeypatch.setattr(sweep_module, "run_sweep", no_sweep)
+    for out in (tmp_path / "o", tmp_path / "empty"):  # a new folder, an existing one
+        assert_usage_error(capsys, ["sweep", data, "--out", out], "--out", "Read-only")
+    assert not (tmp_path / "o").exists()
+
+
+def test_sweep_out_that_fails_mid_run_is_one_line(corpus, tmp_path, capsys, monkeypatch):
+    from ualign_jax import sweep as sweep_module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(sweep_module, "run_sweep", full)
+    assert_usage_error(
+        capsys,
+        ["sweep", corpus / "cycle.soc", "--out", tmp_path / "o"],
+        "--out",
+        "No space left",
+        "rerun resumes",
+    )
+
+
+# --------------------------------------------------------------------------- reproduce T4 (#18 6)
+
+
+@pytest.fixture
+def fake_claims(monkeypatch):
+    """Two fast claims in place of T1-T5 (the real T4 solves sushi twice in float64)."""
+    import jax
+
+    from ualign_jax import reproduce as theory
+
+    def t2_fake():
+        return {"claim": "T2 fake", "passed": True, "detail": "two"}
+
+    def t4_fake():
+        return {"claim": "T4 fake", "passed": True, "detail": "four"}
+
+    monkeypatch.setattr(theory, "CLAIMS", (t2_fake, t4_fake))
+    x64 = jax.config.jax_enable_x64
+    yield theory
+    jax.config.update("jax_enable_x64", x64)  # reproduce turns float64 on for its process
+
+
+def test_reproduce_runs_the_claims_named(fake_claims, capsys, monkeypatch):
+    code, stdout, _ = run_main(capsys, "reproduce", "t4", "--json")
+    report = json.loads(stdout)
+    assert code == 0 and report["claims"] == ["T4"]
+    assert [r["claim"] for r in report["rows"]] == ["T4 fake"]
+    code, stdout, _ = run_main(capsys, "reproduce", "T4", "T2")  # the order of CLAIMS
+    assert code == 0 and stdout.splitlines()[0] == "pass  T2 fake"
+    assert stdout.splitlines()[-1] == "2 of 2 claims hold"
+    code, stdout, _ = run_main(capsys, "reproduce")  # no argument: every claim, as before
+    assert [line for line in stdout.splitlines() if not line.startswith(" ")] == [
+        "pass  T2 fake",
+        "pass  T4 fake",
+        "2 of 2 claims hold",
+    ]
+    assert_usage_error(capsys, ["reproduce", "T4", "T9"], "'T9'", "T2, T4")
+
+    def t4_failing():
+        return {"claim": "T4 failing", "passed": False, "detail": "below the bound"}
+
+    monkeypatch.setattr(fake_claims, "CLAIMS", (t4_failing,))
+    code, stdout, _ = run_main(capsys, "reproduce", "T4")
+    assert code == 1 and "FAIL  T4 failing" in stdout
+
+
+# --------------------------------------------------------------------------- k-output policies
+
+
+LAW = {"tuples": [[0, 1], [1, 2], [2, 2]], "weights": [2.0, 1.0, 1.0]}
+
+
+def test_evaluate_a_law_over_k_tuples_json_and_npz(tiny, tmp_path, capsys):
+    import ualign_jax as ua
+    from ualign_jax.files import write_k_output_file
+
+    pop = ua.load_population(tiny)
+    law = ua.KOutputPolicy(np.array(LAW["tuples"]), np.array(LAW["weights"]))
+    uniform = ua.uniform_policy(3)
+    expected = {
+        ell: (
+            float(ua.robust_win_rate(pop, law, 2, ell)),
+            float(ua.win_rate(pop, law, 2, uniform, ell)),
+        )
+        for ell in (1, 2)
+    }
+    assert expected[1][0] != expected[2][0]  # the two rows differ: a swap would show
+    for name in ("law.json", "law.npz"):
+        write_k_output_file(tmp_path / name, LAW["tuples"], LAW["weights"], NAMES)
+        code, stdout, err = run_main(
+            capsys, "evaluate", tiny, "--policy", tmp_path / name, "--ell", "1,2", "--json"
+        )
+        assert code == 0, err
+        report = json.loads(stdout)
+        assert report["policy_kind"] == "k_tuples" and report["solved_for"] is None
+        assert [(r["k"], r["ell"]) for r in report["rows"]] == [(2, 1), (2, 2)]
+        for r in report["rows"]:
+            robust, versus_uniform = expected[r["ell"]]
+            assert r["robust_win_rate"] == pytest.approx(robust, abs=1e-6)
+            assert r["win_rate_vs_uniform"] == pytest.approx(versus_uniform, abs=1e-6)
+            assert not r["policy_solved_for_this_k"]
+    code, stdout, _ = run_main(capsys, "evaluate", tiny, "--policy", tmp_path / "law.json")
+    assert code == 0 and "law over 3 tuples of k=2" in stdout
+    assert_usage_error(
+        capsys,
+        ["evaluate", tiny, "--policy", tmp_path / "law.json", "--k", "1,2"],
+        "--k",
+        "2-tuples",
+        "must be 2",
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        ({"tuples": [[0, 3]]}, "index 3"),
+        ({"tuples": [[0, 1], [2]]}, "equally long"),
+        ({"tuples": [[0, 1]], "weights": [-1.0]}, "nonnegative"),
+        ({"tuples": [[0, 1], [1, 2]], "weights": [0, 0]}, "not all zero"),
+        ({"tuples": [[0, 1]], "weights": [1.0, 1.0]}, "one entry per tuple"),
+        ({"tuples": [[0, 1]], "names": ["a", "b", "c"]}, "names differ"),
+        ({"tuples": [[0, True]]}, "integer"),
+    ],
+)
+def test_evaluate_refuses_a_bad_law_file_naming_it(tiny, tmp_path, capsys, payload, fragment):
+    path = tmp_path / "bad_law.json"
+    path.write_text(json.dumps(payload))
+    assert_usage_error(
+        capsys, ["evaluate", tiny, "--policy", path], "--policy", "bad_law.json", fragment
+    )
+
+
+def test_evaluate_refuses_a_bad_law_archive_naming_it(tiny, tmp_path, capsys):
+    np.savez(tmp_path / "floats.npz", tuples=np.array([[0.0, 1.0]]))
+    np.savez(tmp_path / "extra.npz", tuples=np.array([[0, 1]]), scores=np.ones(1))
+    np.savez(tmp_path / "range.npz", tuples=np.array([[0, -1]]))
+    for name, fragment in (("floats", "integer"), ("extra", "scores"), ("range", "index -1")):
+        argv = ["evaluate", tiny, "--policy", tmp_path / f"{name}.npz"]
+        assert_usage_error(capsys, argv, f"{name}.npz", fragment)
+
+
+def test_policy_files_use_the_float32_simplex_tolerance(tmp_path):
+    from ualign_jax._validation import simplex_tolerance
+    from ualign_jax.files import load_policy_file
+
+    tol = simplex_tolerance(np.float32)
+    (tmp_path / "near.json").write_text(json.dumps([0.25, 0.75 + tol / 2]))
+    policy = load_policy_file(tmp_path / "near.json", 2)
+    np.testing.assert_allclose(policy.sum(), 1.0, rtol=0, atol=1e-15)  # renormalised
+    (tmp_path / "off.json").write_text(json.dumps([0.25, 0.75 + 3 * tol]))
+    with pytest.raises(ValueError, match="off.json.*sum to 1"):
+        load_policy_file(tmp_path / "off.json", 2)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ualign_jax.data import DATASETS, load_dataset, load_preflib, parse_preflib
+from ualign_jax.datasets import DATASETS, load_dataset
 from ualign_jax.populations import RankingPopulation
+from ualign_jax.preflib import load_preflib, parse_preflib
 
 
 @pytest.mark.parametrize(
@@ -35,9 +36,7 @@ def test_bundled_datasets_load(name, num_users, num_responses, first_name):
 def test_sushi_weights_proportional_to_counts():
     from importlib import resources
 
-    text = (
-        resources.files("ualign_jax").joinpath("datasets").joinpath(DATASETS["sushi"]).read_text()
-    )
+    text = resources.files("ualign_jax").joinpath("bundled").joinpath(DATASETS["sushi"]).read_text()
     data = parse_preflib(text, DATASETS["sushi"])
     assert data.counts.sum() == 5000 and data.counts.shape == (4926,)
     assert data.data_type == "soc" and data.title == "Sushi 10 Rank"
@@ -180,7 +179,7 @@ def test_an_alternative_may_carry_its_own_default_name():
     ],
 )
 def test_npz_names_must_be_unique_and_non_empty(tmp_path, names, what):
-    from ualign_jax.data import load_population
+    from ualign_jax.files import load_population
 
     path = tmp_path / "users.npz"
     np.savez(path, utilities=np.eye(3), names=np.asarray(names))
@@ -190,7 +189,7 @@ def test_npz_names_must_be_unique_and_non_empty(tmp_path, names, what):
 
 
 def test_npz_byte_names_are_decoded(tmp_path):
-    from ualign_jax.data import load_population
+    from ualign_jax.files import load_population
 
     path = tmp_path / "users.npz"
     np.savez(path, utilities=np.eye(2), names=np.array([b"caf\xc3\xa9", b"tea"]))
@@ -202,7 +201,7 @@ def test_a_cast_that_would_merge_distinct_utilities_is_refused(tmp_path):
     import jax
     import jax.numpy as jnp
 
-    from ualign_jax.data import load_population
+    from ualign_jax.files import load_population
 
     path = tmp_path / "close.npz"
     utilities = np.array([[1.0, 1.0 + 1e-9, 0.0], [0.0, 1.0, 1.0 + 1e-9]])
@@ -306,7 +305,7 @@ def test_a_declared_size_over_the_limit_is_refused_up_front(text, what):
 def test_npz_sizes_are_checked_from_the_header_before_reading(tmp_path):
     import zipfile
 
-    from ualign_jax.data import load_population
+    from ualign_jax.files import load_population
 
     path = tmp_path / "big.npz"
     with zipfile.ZipFile(path, "w") as archive:

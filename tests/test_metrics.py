@@ -1,5 +1,6 @@
 """Win rates, exploitability and robust win rates against brute-force enumeration."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -70,9 +71,13 @@ def test_exploitability_and_uniform_equilibrium_on_impartial_culture():
         np.testing.assert_allclose(ua.exploitability(pop, point, k), 0.5 - 1 / (k + 1), atol=1e-12)
 
 
-def test_robust_limit_names_the_limit_and_offers_bounds():
+def test_robust_limit_searches_concrete_inputs_and_names_the_limit_under_jit():
     pop = ua.RankingPopulation(jnp.arange(60.0)[None, :])
+    uniform = ua.uniform_policy(60, jnp.float64)
+    searched = ua.robust_win_rate(pop, uniform, 2, 3, max_opponents=1000)  # C(62, 3) = 37,820
+    np.testing.assert_allclose(searched, ua.robust_win_rate(pop, uniform, 2, 3), atol=1e-12)
+    traced = jax.jit(lambda p: ua.robust_win_rate(pop, p, 2, 3, max_opponents=1000))
     with pytest.raises(ValueError, match=r"max_opponents=1,000.*robust_win_rate_bounds"):
-        ua.robust_win_rate(pop, ua.uniform_policy(60, jnp.float64), 2, 3, max_opponents=1000)
-    bounds = ua.robust_win_rate_bounds(pop, ua.uniform_policy(60, jnp.float64), 2, 3)
-    assert 0.0 <= bounds.lower <= bounds.upper <= 1.0
+        traced(uniform)
+    bounds = ua.robust_win_rate_bounds(pop, uniform, 2, 3)
+    assert 0.0 <= bounds.lower <= searched + 1e-12 and searched - 1e-12 <= bounds.upper <= 1.0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import ualign_jax as ua
-from ualign_jax.solve import DEFAULT_METHOD, DEFAULT_MIXTURE_SIZE
+from ualign_jax.solver import DEFAULT_METHOD, DEFAULT_MIXTURE_SIZE
 
 STEPS = 10_000
 RNG = np.random.default_rng(18)

@@ -39,7 +39,7 @@ def test_notebooks_exist():
 
 def solver_claims(text: str) -> list[tuple[str, set[str]]]:
     """Sentences that say which solver is the default, with the methods each one names."""
-    from ualign_jax.solve import METHODS  # noqa: PLC0415
+    from ualign_jax.solver import METHODS  # noqa: PLC0415
 
     claims = []
     for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
@@ -59,7 +59,7 @@ def test_solver_claims_catch_a_wrong_default():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_names_the_default_solver(path):
     """Prose that names the default solver names ``DEFAULT_METHOD`` (issue #13, item 4)."""
-    from ualign_jax.solve import DEFAULT_METHOD  # noqa: PLC0415
+    from ualign_jax.solver import DEFAULT_METHOD  # noqa: PLC0415
 
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:

@@ -141,44 +141,6 @@ def test_dense_game_rejects_inconsistent_tensors():
         ua.response_payoffs(game, jnp.full(N, 1 / N), 3)
 
 
-@pytest.mark.parametrize("ties", [True, False])
-def test_the_ranking_engines_agree(ties):
-    """Pairwise comparisons and cumulative sums (used on accelerators) against the scan."""
-    rng = np.random.default_rng(11)
-    utilities = rng.integers(0, 4, (70, 6)) if ties else np.argsort(rng.random((70, 6)), axis=1)
-    pop = ua.RankingPopulation(utilities.astype(np.float64), rng.random(70))
-    policy = jnp.asarray(rng.dirichlet(np.ones(6)))
-    policy = policy.at[2].set(0.0) / (1.0 - policy[2])
-    results = {}
-    for engine in ("scan", "parallel", "pairwise"):
-        assert ua.payoffs.ranking_engine(6, 70, engine) == engine
-        forced = pop.with_engine(engine)
-        results[engine] = [ua.response_payoffs(forced, policy, k) for k in (1, 4, 30)] + [
-            ua.robust_win_rate(forced, policy, 3, ell=2),
-            ua.robust_win_rate(forced, policy, 3, ell=1),
-            ua.win_rate(forced, policy, 2, ua.ProductMixture(jnp.eye(6)[:2]), ell=3),
-            ua.robust_win_rate_bounds(forced, policy, 2, 3).upper,
-        ]
-    for engine in ("parallel", "pairwise"):
-        for a, b in zip(results["scan"], results[engine], strict=True):
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
-
-
-def test_auto_engine_compares_pairwise_only_in_small_games():
-    most_n, most_m = ua.payoffs.PAIRWISE_MAX_RESPONSES, ua.payoffs.PAIRWISE_MAX_USERS
-    assert ua.payoffs.ranking_engine(most_n, most_m) == "pairwise"
-    assert ua.payoffs.ranking_engine(most_n + 1, 10) == "scan"  # the tests run on CPU
-    assert ua.payoffs.ranking_engine(3, most_m + 1) == "scan"
-
-
-def test_pairwise_masses_follow_the_docstring_example():
-    below, tied = ua.payoffs.pairwise_ranking_masses(
-        jnp.array([[0.0, 1.0, 1.0]]), jnp.array([0.5, 0.25, 0.25])
-    )
-    np.testing.assert_array_equal(below[:, 0], [0.0, 0.5, 0.5])
-    np.testing.assert_array_equal(tied[:, 0], [0.5, 0.5, 0.5])
-
-
 def test_monte_carlo_over_prompts_uses_one_key_per_prompt():
     rng = np.random.default_rng(4)
     utilities = rng.integers(0, 4, (3, 5, 4)).astype(np.float64)

@@ -1,8 +1,7 @@
-"""The population interface: conformance of every kind, pytrees that cannot go stale, explicit
-engine settings, one-sided gradients at policy zeros, key-first Monte Carlo, traced k."""
+"""The population interface: conformance of every kind, pytrees that cannot go stale, one-sided
+gradients at policy zeros, key-first Monte Carlo, traced k (ranking engines: test_ranking.py)."""
 
 import functools
-import importlib
 
 import equinox as eqx
 import jax
@@ -126,59 +125,6 @@ def test_same_shape_populations_share_one_tree_and_one_trace():
     jax.tree.map(lambda a, b: jnp.stack([a, b]), narrow, wide)  # they stack
 
 
-def test_the_solver_sorts_once_per_run_not_once_per_step():
-    """The sorted engines' sort sits outside the scan over learning steps."""
-    solve_module = importlib.import_module("ualign_jax.solve")
-    pop = ua.RankingPopulation(np.arange(2 * 20.0).reshape(2, 20) % 7)  # n > 16: sorted engine
-    assert ua.payoffs.ranking_engine(20, 2) == "scan"
-    fields = {
-        "k": 2,
-        "method": "hedge",
-        "steps": 4,
-        "tol": None,
-        "eta": None,
-        "tau": 0.0,
-        "stride": 1,
-        "trace_dense": 4,
-        "trace_stride": 1,
-    }
-    config = solve_module.RunConfig(**{f: fields[f] for f in solve_module.RunConfig._fields})
-    jaxpr = jax.make_jaxpr(lambda p: solve_module._solve_one(p, config=config))(pop)
-
-    def sub_jaxprs(params):
-        for value in params.values():
-            for item in value if isinstance(value, tuple | list) else [value]:
-                if hasattr(item, "eqns"):
-                    yield item
-                elif hasattr(item, "jaxpr") and hasattr(item.jaxpr, "eqns"):
-                    yield item.jaxpr
-
-    def sorts(jaxpr, inside_loop):
-        found = []
-        for eqn in jaxpr.eqns:
-            if eqn.primitive.name == "sort":
-                found.append(inside_loop)
-            loop = inside_loop or eqn.primitive.name in ("scan", "while")
-            for sub in sub_jaxprs(eqn.params):
-                found += sorts(sub, loop)
-        return found
-
-    found = sorts(jaxpr.jaxpr, False)
-    assert found and not any(found), found
-
-
-# --------------------------------------------------------------------------- engine setting
-
-
-def test_the_engine_is_a_static_setting():
-    pop = ua.RankingPopulation(TIES)
-    assert pop.engine == "auto" and pop.with_engine("scan").engine == "scan"
-    assert jax.tree.structure(pop) != jax.tree.structure(pop.with_engine("scan"))
-    with pytest.raises(ValueError, match="engine must be one of"):
-        ua.RankingPopulation(TIES, engine="fast")
-    assert not hasattr(ua.payoffs, "RANKING_ENGINE")
-
-
 # --------------------------------------------------------------------------- gradients
 
 
@@ -264,16 +210,3 @@ def test_win_rates_with_one_output_opponents_take_a_traced_k():
         got = traced(jnp.asarray(k))
         np.testing.assert_allclose(got[0], ua.win_rate(pop, POLICY, k, other), atol=1e-14)
         np.testing.assert_allclose(got[1], ua.robust_win_rate(pop, POLICY, k), atol=1e-14)
-
-
-def test_the_constructor_refuses_ties_made_by_the_cast_to_float32():
-    """Distinct float64 (or int) utilities that float32 rounds together would tie silently."""
-    with jax.enable_x64(False):  # float32 arrays, as by default outside these tests
-        with pytest.raises(ValueError, match="utilities: user 0 gives responses 0 and 1"):
-            ua.RankingPopulation(np.array([[1.0, 1.0 + 1e-9, 0.0], [0.0, 1.0, 1.0 + 1e-9]]))
-        with pytest.raises(ValueError, match="rounds to the same value"):
-            ua.RankingPopulation(np.array([[2**24 + 1, 2**24, 0]]))  # ints past float32's 2**24
-        kept = ua.RankingPopulation(np.array([[1.0, 1.0, 0.5]]))  # ties in the data are fine
-        assert kept.dtype == jnp.float32
-        u = ua.response_payoffs(kept, jnp.full(3, 1 / 3, jnp.float32), 1)
-        np.testing.assert_allclose(u, [2 / 3, 2 / 3, 1 / 6], atol=1e-6)

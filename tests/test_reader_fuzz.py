@@ -18,11 +18,12 @@ import pytest
 import ualign_jax as ua
 from ualign_jax.checkpoint import load_checkpoint, save_checkpoint
 from ualign_jax.cli import main
-from ualign_jax.data import load_policy_file, load_population, load_preflib
+from ualign_jax.files import load_policy_file, load_population
+from ualign_jax.preflib import load_preflib
 
 pytestmark = pytest.mark.fuzz  # deselect with -m 'not fuzz'
 
-DATASETS = Path(ua.__file__).parent / "datasets"
+DATASETS = Path(ua.__file__).parent / "bundled"
 NETFLIX = DATASETS / "00004-00000001.soc"
 TOI = (
     b"# FILE NAME: mini.toi\n# TITLE: mini\n# DATA TYPE: toi\n# NUMBER ALTERNATIVES: 5\n"

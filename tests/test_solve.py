@@ -1,45 +1,14 @@
-"""The run driver, the dynamics' conformance, and the baselines."""
+"""The run driver (the solver/ package) and the baselines."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import ualign_jax as ua
+from ualign_jax.solver import DEFAULT_TRACE_SIZE
 
-SMALL = ua.RankingPopulation(
-    jnp.array([[3.0, 2.0, 1.0, 0.0], [0.0, 3.0, 2.0, 1.0], [1.0, 0.0, 3.0, 2.0]]),
-    jnp.array([0.5, 0.3, 0.2]),
-)
-
-DYNAMICS = {
-    "hedge": ua.hedge(0.3),
-    "anytime_hedge": ua.hedge(ua.dynamics.anytime_hedge_rate(4)),
-    "optimistic_hedge": ua.optimistic_hedge(1.0),
-    "optimistic_gradient": ua.optimistic_gradient(),
-    "extragradient": ua.extragradient(),
-    "extragradient_entropy": ua.extragradient(geometry="entropy"),
-    "extragradient_fixed": ua.extragradient(0.5, adaptive=False),
-    "regret_matching_plus": ua.regret_matching_plus(),
-    "logit_adam": ua.logit_gradient(optax.adam(0.1)),
-    "kl_hedge": ua.kl_regularised(ua.hedge(0.3), tau=0.05),
-    "optimistic_wrapper_rm_plus": ua.dynamics.optimistic(ua.regret_matching_plus()),
-    "averaged_extragradient": ua.dynamics.averaged(ua.extragradient()),
-}
-
-
-@pytest.mark.parametrize("name", sorted(DYNAMICS))
-def test_every_dynamic_passes_the_conformance_check(name):
-    ua.testing.check_dynamics(DYNAMICS[name], SMALL)
-
-
-def test_conformance_check_catches_a_broken_dynamic():
-    broken = ua.Dynamics(
-        ua.hedge(0.3).init, lambda s, f, t: (s._replace(policy=2 * s.policy), s.policy, f(s.policy))
-    )
-    with pytest.raises(AssertionError, match="simplex"):
-        ua.testing.check_dynamics(broken, SMALL)
+from ._inputs import SMALL
 
 
 @pytest.mark.parametrize("method", ua.METHODS)
@@ -72,11 +41,6 @@ def test_extragradient_reaches_tolerance_and_stops_early():
     # Trace entries past the stop repeat the last value; mixture weights cover the steps taken.
     assert float(sol.trace.exploitability[-1]) <= 1e-8
     assert int(np.sum(np.asarray(sol.mixture.weights) > 0)) == int(sol.num_steps)
-
-
-def test_methods_are_the_named_dynamics_registry():
-    assert ua.METHODS == tuple(ua.dynamics.NAMED)
-    assert ua.dynamics.named("hedge", 4, 100).name == ua.solve(SMALL, 2, "hedge", 100).method
 
 
 def test_solve_takes_a_dynamics_and_matches_the_named_shortcut():
@@ -114,7 +78,7 @@ def test_a_dynamics_object_refuses_eta_and_checkpointing(tmp_path):
 def test_trace_memory_follows_the_budget_not_the_horizon():
     # 10^9 steps: the trace has trace_size slots, and a run stopped by tol keeps every step taken.
     sol = ua.solve(SMALL, 2, steps=10**9, tol=1e-4)
-    assert sol.trace.step.shape == (ua.solve.__globals__["DEFAULT_TRACE_SIZE"],)
+    assert sol.trace.step.shape == (DEFAULT_TRACE_SIZE,)
     taken = int(sol.num_steps)
     assert taken < 100
     recorded = sol.recorded_trace()
@@ -275,29 +239,6 @@ def test_solve_on_a_dense_game_matches_the_population():
     np.testing.assert_allclose(
         ua.nlhf(ua.DenseGame(ua.win_tensor(SMALL, 2))), ua.nlhf(SMALL), atol=1e-9
     )
-
-
-def test_optimistic_hedge_plays_the_predicted_hedge_step():
-    payoff = lambda p: np.asarray(ua.response_payoffs(SMALL, jnp.asarray(p), 2))
-    eta, cumulative, last = 0.4, np.zeros(4), np.zeros(4)
-    dyn = ua.optimistic_hedge(eta)
-    state = dyn.init(jnp.full(4, 0.25))
-    for t in range(1, 6):
-        state, played, g = dyn.step(state, lambda p: ua.response_payoffs(SMALL, p, 2), t)
-        logits = eta * (cumulative + last)  # L_{t-1} + η g_{t-1}, L_0 = log(uniform) + const
-        expected = np.exp(logits - logits.max())
-        np.testing.assert_allclose(played, expected / expected.sum(), atol=1e-12)
-        last = payoff(expected / expected.sum())
-        cumulative += last
-
-
-def test_averaged_wrapper_keeps_the_running_mean_of_played_policies():
-    dyn = ua.dynamics.averaged(ua.hedge(0.4))
-    state, seen = dyn.init(jnp.full(4, 0.25)), []
-    for t in range(1, 5):
-        state, played, _ = dyn.step(state, lambda p: ua.response_payoffs(SMALL, p, 2), t)
-        seen.append(played)
-    np.testing.assert_allclose(state.policy, np.mean(seen, axis=0), atol=1e-12)
 
 
 def test_solve_runs_inside_jit_as_one_program():

@@ -7,7 +7,8 @@ from importlib import resources
 
 import numpy as np
 
-from ualign_jax.data import DATASETS, load_dataset, load_preflib
+from ualign_jax.datasets import DATASETS, load_dataset
+from ualign_jax.preflib import load_preflib
 
 SUSHI_SHA256 = "b7d03b3bbe444e7bde94bfea7ee6f27426a51a02c77892c4c02e7aa32499f689"
 
@@ -28,7 +29,7 @@ FIRST_CHOICES = {
 
 
 def _sushi_path():
-    return resources.files("ualign_jax").joinpath("datasets").joinpath(DATASETS["sushi"])
+    return resources.files("ualign_jax").joinpath("bundled").joinpath(DATASETS["sushi"])
 
 
 def test_raw_sushi_file_is_byte_for_byte_unchanged():

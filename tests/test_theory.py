@@ -13,6 +13,16 @@ def test_claim_holds(claim):
     assert row["passed"], row["detail"]
 
 
+def test_t2_reproduces_the_uniform_k_sets_numbers_and_can_fail(monkeypatch):
+    row = reproduce.t2_optimality(ns=(5, 6, 7), ks=(2,))
+    assert row["passed"], row["detail"]
+    for value in ("n=5,k=2: 0.7000", "n=6,k=2: 0.6944", "n=7,k=2: 0.6905"):
+        assert value in row["detail"]
+    # a wrong closed form (here: no gain over k/(k+1) at finite n) makes the row fail
+    monkeypatch.setattr(reproduce, "t2_uniform_k_sets_value", lambda n, k: k / (k + 1))
+    assert not reproduce.t2_optimality(ns=(5,), ks=(2,))["passed"]
+
+
 def test_t4_reports_the_gap_to_k_over_k_plus_ell():
     row = reproduce.t4_multi_output(ks=(4,), ells=(2,))
     assert "k/(k+l) - R" in row["detail"]

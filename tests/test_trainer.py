@@ -17,7 +17,7 @@ import ualign_jax as ua
 from ualign_jax.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-NETFLIX = ROOT / "ualign_jax" / "datasets" / "00004-00000001.soc"
+NETFLIX = ROOT / "ualign_jax" / "bundled" / "00004-00000001.soc"
 #: Rock-paper-scissors voters: k = 1 is zero-sum with the uniform policy as its only equilibrium,
 #: where plain simultaneous gradient play cycles away to the boundary.
 CYCLE = [[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [2.0, 1.0, 3.0]]
@@ -25,7 +25,7 @@ CYCLE = [[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [2.0, 1.0, 3.0]]
 
 def small_run(pop, k, **options):
     settings = dict(steps=2000, eval_every=500, group_size=8, judges=8, groups=32, tol=None)
-    return ua.train_population(pop, k, jax.random.key(0), **(settings | options))
+    return ua.train_population(jax.random.key(0), pop, k, **(settings | options))
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -182,3 +182,12 @@ def test_train_bad_input_as_a_module_exits_2(tmp_path):
     lines = proc.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "--group-size" in lines[0], lines
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_population_takes_the_key_first_and_warns_on_the_old_order():
+    pop = ua.RankingPopulation([[2.0, 1.0, 0.0], [2.0, 0.0, 1.0]])
+    options = {"steps": 20, "eval_every": 20, "tol": None}
+    new = ua.train_population(jax.random.key(3), pop, 1, **options)
+    with pytest.warns(DeprecationWarning, match="key first"):
+        old = ua.train_population(pop, 1, jax.random.key(3), **options)
+    np.testing.assert_array_equal(new.policy, old.policy)

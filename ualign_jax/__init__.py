@@ -13,200 +13,141 @@ Example:
 """
 
 import importlib
-import sys
-import types
 
+__version__ = "0.1.0"
 
-def _load_everything() -> None:
-    """Import the submodules and bind the public names (on the first use of any of them).
+#: The public names, by the module that defines them (imported on first use, so that
+#: ``import ualign_jax`` and ``ualign --help`` do not load JAX).
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "baselines": (
+        "bradley_terry_scores",
+        "float64_pairwise_matrix",
+        "maximal_lottery",
+        "nash_md",
+        "nlhf",
+        "pairwise_matrix",
+        "reference_policy",
+        "rlhf",
+    ),
+    "datasets": (
+        "DATASETS",
+        "load_dataset",
+    ),
+    "dynamics": (
+        "averaged",
+        "Dynamics",
+        "extragradient",
+        "hedge",
+        "kl_regularised",
+        "logit_gradient",
+        "optimistic",
+        "optimistic_gradient",
+        "optimistic_hedge",
+        "regret_matching_plus",
+    ),
+    "files": (
+        "load_policy_file",
+        "load_population",
+    ),
+    "generators": (
+        "condorcet_instance",
+        "ell_tight_instance",
+        "impartial_culture",
+        "mallows_mixture",
+        "plackett_luce_mixture",
+        "sampled_impartial_culture",
+    ),
+    "metrics": (
+        "exploitability",
+        "robust_win_rate",
+        "robust_win_rate_bounds",
+        "RobustBounds",
+        "win_rate",
+    ),
+    "payoffs": (
+        "count_form",
+        "count_form_payoffs",
+        "CountForm",
+        "monte_carlo_payoffs",
+        "payoff_function",
+        "prepare",
+        "response_payoffs",
+        "win_tensor",
+    ),
+    "policies": (
+        "KOutputPolicy",
+        "product_law",
+        "ProductMixture",
+        "uniform_k_sets",
+        "uniform_policy",
+    ),
+    "populations": (
+        "DenseGame",
+        "PayoffFunction",
+        "PlackettLucePopulation",
+        "Population",
+        "RankingPopulation",
+        "SampledPopulation",
+    ),
+    "preflib": (
+        "load_preflib",
+        "parse_preflib",
+        "PreflibData",
+    ),
+    "sharding": (
+        "initialize_distributed",
+        "prompt_mesh",
+        "shard_prompts",
+        "shard_users",
+        "user_mesh",
+    ),
+    "solver": (
+        "AbstractAdjoint",
+        "ImplicitAdjoint",
+        "METHODS",
+        "Outcome",
+        "OUTCOMES",
+        "Solution",
+        "solve",
+        "Trace",
+        "UnrolledAdjoint",
+    ),
+    "sweep": ("run_sweep",),
+    "trainer": (
+        "self_play_trainer",
+        "table_logprobs",
+        "train_population",
+        "Trainer",
+        "TrainerState",
+        "TrainingRun",
+    ),
+    "training": (
+        "game_gradient",
+        "group_rewards",
+        "sample_rewards",
+        "self_play_loss",
+    ),
+}
 
-    The package itself imports nothing heavy, so ``ualign --help`` answers before JAX loads.
-    """
-    dynamics = importlib.import_module(".dynamics", __name__)
-    plotting = importlib.import_module(".plotting", __name__)
-    testing = importlib.import_module(".testing", __name__)
-    from .baselines import (
-        bradley_terry_scores,
-        maximal_lottery,
-        nash_md,
-        nlhf,
-        pairwise_matrix,
-        reference_policy,
-        rlhf,
-    )
-    from .data import (
-        DATASETS,
-        PreflibData,
-        load_dataset,
-        load_policy_file,
-        load_population,
-        load_preflib,
-        parse_preflib,
-    )
-    from .dynamics import (
-        Dynamics,
-        averaged,
-        extragradient,
-        hedge,
-        kl_regularised,
-        logit_gradient,
-        optimistic,
-        optimistic_gradient,
-        optimistic_hedge,
-        regret_matching_plus,
-    )
-    from .generators import (
-        condorcet_instance,
-        ell_tight_instance,
-        impartial_culture,
-        mallows_mixture,
-        plackett_luce_mixture,
-        sampled_impartial_culture,
-    )
-    from .metrics import (
-        RobustBounds,
-        exploitability,
-        robust_win_rate,
-        robust_win_rate_bounds,
-        win_rate,
-    )
-    from .payoffs import (
-        CountForm,
-        count_form,
-        count_form_payoffs,
-        monte_carlo_payoffs,
-        payoff_function,
-        prepare,
-        response_payoffs,
-        win_tensor,
-    )
-    from .policies import ProductMixture, uniform_policy
-    from .populations import (
-        DenseGame,
-        PayoffFunction,
-        PlackettLucePopulation,
-        Population,
-        RankingPopulation,
-        SampledPopulation,
-    )
-    from .sharding import initialize_distributed, prompt_mesh, shard_prompts, shard_users, user_mesh
-    from .solve import METHODS, OUTCOMES, Solution, Trace, solve
-    from .trainer import (
-        Trainer,
-        TrainerState,
-        TrainingRun,
-        self_play_trainer,
-        table_logprobs,
-        train_population,
-    )
-    from .training import game_gradient, group_rewards, sample_rewards, self_play_loss
+#: Submodules that are public namespaces (``ua.dynamics.hedge``, ``ua.payoffs.RANKING_ENGINE``,
+#: ``ua.sharding.gather``, ``ua.testing.check_population``, ``ua.plotting.plot_policy``). Every
+#: other module is an implementation detail: import what it defines from ``ualign_jax``.
+_PUBLIC_MODULES = ("dynamics", "payoffs", "plotting", "sharding", "testing")
 
-    globals().update(locals())  # the names imported above become the package's attributes
+_ORIGIN = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted([*_ORIGIN, *_PUBLIC_MODULES], key=str.lower)
 
 
 def __getattr__(name: str):
-    if name in __all__:
-        _load_everything()
-        return globals()[name]
-    try:  # a submodule (ua.payoffs, ua.sharding, ...): import it on first use
+    if name in _PUBLIC_MODULES:
         return importlib.import_module(f".{name}", __name__)
-    except ModuleNotFoundError as err:
-        if err.name != f"{__name__}.{name}":
-            raise
+    if name in _ORIGIN:
+        value = getattr(importlib.import_module(f".{_ORIGIN[name]}", __name__), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """Keeps ``ualign_jax.solve`` the function when the submodule of that name is imported."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, types.ModuleType) and name in _FUNCTIONS_NAMED_LIKE_MODULES:
-            return
-        super().__setattr__(name, value)
-
-
-_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"solve"})
-sys.modules[__name__].__class__ = _Package
-
-__version__ = "0.1.0"
-
-__all__ = [
-    "payoff_function",
-    "PayoffFunction",
-    "prepare",
-    "initialize_distributed",
-    "shard_users",
-    "user_mesh",
-    "averaged",
-    "optimistic",
-    "sampled_impartial_culture",
-    "Trainer",
-    "TrainerState",
-    "TrainingRun",
-    "self_play_trainer",
-    "table_logprobs",
-    "train_population",
-    "game_gradient",
-    "group_rewards",
-    "sample_rewards",
-    "self_play_loss",
-    "METHODS",
-    "OUTCOMES",
-    "Dynamics",
-    "Solution",
-    "Trace",
-    "bradley_terry_scores",
-    "dynamics",
-    "extragradient",
-    "hedge",
-    "kl_regularised",
-    "load_policy_file",
-    "load_population",
-    "logit_gradient",
-    "maximal_lottery",
-    "nash_md",
-    "nlhf",
-    "optimistic_gradient",
-    "optimistic_hedge",
-    "pairwise_matrix",
-    "plotting",
-    "reference_policy",
-    "regret_matching_plus",
-    "rlhf",
-    "solve",
-    "prompt_mesh",
-    "shard_prompts",
-    "testing",
-    "DATASETS",
-    "PreflibData",
-    "condorcet_instance",
-    "ell_tight_instance",
-    "impartial_culture",
-    "load_dataset",
-    "load_preflib",
-    "mallows_mixture",
-    "parse_preflib",
-    "plackett_luce_mixture",
-    "CountForm",
-    "DenseGame",
-    "PlackettLucePopulation",
-    "Population",
-    "ProductMixture",
-    "RankingPopulation",
-    "RobustBounds",
-    "SampledPopulation",
-    "count_form",
-    "count_form_payoffs",
-    "exploitability",
-    "monte_carlo_payoffs",
-    "response_payoffs",
-    "robust_win_rate",
-    "robust_win_rate_bounds",
-    "uniform_policy",
-    "win_rate",
-    "win_tensor",
-]

@@ -101,6 +101,39 @@ def user_average(weights: Float[Array, " m"], values: Array, users_last: bool = 
     return jnp.sum(einsum("bk,bk...->b...", w, v), axis=0)
 
 
+#: Most partial sums :func:`user_contraction` and :func:`user_sum` keep (their extra memory is
+#: this many copies of the result).
+MAX_USER_BLOCKS = 64
+
+
+def _user_blocks(m: int) -> int:
+    """Rows per block: at least ``USER_BLOCK``, at most ``MAX_USER_BLOCKS`` blocks."""
+    return max(USER_BLOCK, -(-m // MAX_USER_BLOCKS))
+
+
+def user_sum(values: Array) -> Array:
+    """``Σ_i values[i]`` over the first (user) axis in two levels, like :func:`user_average`:
+    float32 rounding grows with the block size plus the number of blocks, not with ``m``.
+    Example: ``user_sum(jnp.ones((3, 2)))`` is ``[3, 3]``."""
+    m, block = values.shape[0], _user_blocks(values.shape[0])
+    if m <= block:
+        return jnp.sum(values, axis=0)
+    v = jnp.pad(values, [(0, (-m) % block)] + [(0, 0)] * (values.ndim - 1))
+    return jnp.sum(jnp.sum(v.reshape(-1, block, *values.shape[1:]), axis=1), axis=0)
+
+
+def user_contraction(left: Float[Array, "m a"], right: Float[Array, "m b"]) -> Float[Array, "a b"]:
+    """``Σ_i left[i] ⊗ right[i]`` (``leftᵀ right``) summed in two levels over the users ``i``.
+    Example: ``user_contraction(jnp.ones((3, 1)), jnp.ones((3, 2)))`` is ``[[3, 3]]``."""
+    m, block = left.shape[0], _user_blocks(left.shape[0])
+    if m <= block:
+        return dot(left.T, right)
+    pad = [(0, (-m) % block), (0, 0)]
+    lb = jnp.pad(left, pad).reshape(-1, block, left.shape[1])
+    rb = jnp.pad(right, pad).reshape(-1, block, right.shape[1])
+    return jnp.sum(einsum("kia,kib->kab", lb, rb), axis=0)
+
+
 #: Entries (users x responses) per chunk when a population leaves ``user_chunk`` unset.
 CHUNK_ENTRIES = 2**22
 

@@ -139,12 +139,20 @@ def check_simplex(x, name: str):
 
 
 def check_real(
-    x, name: str, low=None, high=None, *, low_open=False, high_open=False, none_ok=False
+    x,
+    name: str,
+    low=None,
+    high=None,
+    *,
+    low_open=False,
+    high_open=False,
+    none_ok=False,
+    static=False,
 ):
     """A real scalar in ``[low, high]`` (open ends as asked; infinite only for a closed
-    ``high = inf``) as a float, else a
-    ``ValueError`` naming ``name``. ``None`` passes when ``none_ok``; a tracer is returned as is
-    once it is a scalar (its value is not known here).
+    ``high = inf``) as a float, else a ``ValueError`` naming ``name``. ``None`` passes when
+    ``none_ok``. A scalar tracer is returned as is (its value is not known here), unless
+    ``static``: then the value configures the program and a tracer is refused.
 
     The message says "a positive number" for ``(0, ∞)``, "a nonnegative number" for ``[0, ∞)``,
     else the interval.
@@ -164,6 +172,10 @@ def check_real(
         wanted = f"a number in {interval}"
     wanted += " or None" if none_ok else ""
     if isinstance(x, jax.core.Tracer):
+        if static:
+            raise ValueError(
+                f"{name} must be a concrete number (it configures the program), got a tracer"
+            )
         if jnp.ndim(x) != 0:
             raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(x)}")
         return x

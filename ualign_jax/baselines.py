@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -24,10 +25,11 @@ from ._validation import check_real, check_simplex, static_count
 from .payoffs import check_population, prepare, win_tensor
 from .policies import uniform_policy
 from .populations import Population
-from .solve import solve
+from .solver import solve
 
 __all__ = [
     "pairwise_matrix",
+    "float64_pairwise_matrix",
     "maximal_lottery",
     "MaximalLottery",
     "certified_gap",
@@ -94,6 +96,43 @@ def pairwise_matrix(pop: Population) -> Float[Array, "*batch n n"]:
         [[0.5, 1.0], [0.0, 0.5]]
     """
     return win_tensor(pop, 2)
+
+
+def _float64_context():
+    """A context in which JAX computes in float64 (``jax_enable_x64`` on, for this thread)."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64  # jax < 0.8
+
+    return enable_x64(True)
+
+
+def float64_pairwise_matrix(pop: Population) -> np.ndarray:
+    """:func:`pairwise_matrix` computed in float64 on the host, whatever ``pop``'s dtype.
+
+    ``pop``'s floating leaves are widened to float64 (exactly: every float32 number is a float64
+    number, so the game is the same) and ``P`` is built with ``jax_enable_x64`` on for this call
+    only. In float32 a win tensor summed over thousands of users can be off by more than the
+    float32 certificate (docs/theory.md §8): on PrefLib's 00008-00000006 (2103 user types)
+    ``P[y, y]`` came out as ``0.5000085``. Not jit-able (it returns a NumPy array).
+
+    Example:
+        >>> from ualign_jax import RankingPopulation
+        >>> float64_pairwise_matrix(RankingPopulation(jnp.array([[1.0, 0.0]]))).dtype
+        dtype('float64')
+    """
+    check_population(pop)
+    if pop.dtype == jnp.float64:
+        return np.asarray(pairwise_matrix(pop), np.float64)
+    with _float64_context():
+        wide = jax.tree.map(_widened, pop)
+        return np.asarray(pairwise_matrix(wide), np.float64)
+
+
+def _widened(leaf):
+    """A floating leaf as float64 (exact), any other leaf unchanged."""
+    array = jnp.asarray(leaf)
+    return array.astype(jnp.float64) if jnp.issubdtype(array.dtype, jnp.floating) else leaf
 
 
 class MaximalLottery(NamedTuple):
@@ -191,10 +230,12 @@ def maximal_lottery(pairwise: ArrayLike, approximate: ArrayLike | None = None) -
 def nlhf(pop: Population, steps: int = 2000) -> Float[Array, "*batch n"]:
     """The NLHF policy: the maximal lottery, the k = 1 equilibrium, with a certified gap.
 
-    The duality gap ``max_y (P p)_y − 1/2`` is certified below :func:`certified_gap` of
-    ``pop``'s dtype (1e-9 in float64, 3.8e-6 in float32); the policy is returned in that dtype.
-    ``steps`` bounds the self-play run that suggests the support; the simplex method finishes
-    the job when the suggestion falls short, so valid input never fails to certify.
+    The duality gap ``max_y (P p)_y − 1/2`` of the returned policy (rounded to ``pop``'s dtype)
+    is certified below :func:`certified_gap` of that dtype (1e-9 in float64, 3.8e-6 in float32)
+    against ``P`` computed in float64 (:func:`float64_pairwise_matrix`), so the certificate is
+    about the population's game, not about the rounding of a float32 ``P``. ``steps`` bounds the
+    self-play run that suggests the support; the simplex method finishes the job when the
+    suggestion falls short, so valid input never fails to certify.
 
     Example:
         >>> from ualign_jax import condorcet_instance
@@ -209,15 +250,16 @@ def nlhf(pop: Population, steps: int = 2000) -> Float[Array, "*batch n"]:
         return jnp.stack([nlhf(p, steps) for p in flat]).reshape(*pop.batch_shape, -1)
     tol = certified_gap(pop.dtype)
     approximate = solve(pop, 1, steps=steps, tol=tol / 10).policy
-    pairwise = pairwise_matrix(pop)
-    if not bool(jnp.all(jnp.isfinite(pairwise))):
+    pairwise = float64_pairwise_matrix(pop)
+    if not np.all(np.isfinite(pairwise)):
         raise ValueError("nlhf: pop's pairwise win matrix has NaN or inf entries")
     result = maximal_lottery(pairwise, approximate)
-    if not result.gap <= tol:  # unreachable for a valid population: a bug if it happens
-        raise RuntimeError(
-            f"nlhf: the maximal lottery's duality gap reached {result.gap:.2e} > {tol:.1e}"
-        )
-    return jnp.asarray(result.policy, dtype=pop.dtype)
+    policy = jnp.asarray(result.policy, dtype=pop.dtype)
+    # Certify what is returned: the policy after rounding to pop's dtype, on the float64 matrix.
+    gap = float(np.max((pairwise - 0.5) @ np.asarray(policy, np.float64)))
+    if not gap <= tol:  # unreachable for a valid population: a bug if it happens
+        raise RuntimeError(f"nlhf: the maximal lottery's duality gap reached {gap:.2e} > {tol:.1e}")
+    return policy
 
 
 def _unbatch(pop):
@@ -282,7 +324,7 @@ def rlhf(
     else:
         reference = _host_array(reference, "reference", 1, (n,))
         check_simplex(reference, "reference")
-    pairwise = np.asarray(pairwise_matrix(pop), dtype=np.float64)
+    pairwise = float64_pairwise_matrix(pop)
     if not np.all(np.isfinite(pairwise)):
         raise ValueError("rlhf: pop's pairwise win matrix has NaN or inf entries")
     if pairwise.ndim > 2:
@@ -306,7 +348,12 @@ def rlhf_from_pairwise(pairwise: ArrayLike, beta: float, reference: ArrayLike) -
 
 
 def reference_policy(pop: Population) -> Float[Array, " n"]:
-    """The uniform reference policy for ``pop`` (in its dtype)."""
+    """Deprecated alias: ``ua.uniform_policy(pop.num_responses, pop.dtype)``, the uniform
+    reference policy in the population's dtype (it warns; one name per concept)."""
+    warnings.warn(
+        "reference_policy(pop) is deprecated: use ua.uniform_policy(pop.num_responses, pop.dtype)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     check_population(pop)
-    dtype = pop.dtype
-    return uniform_policy(pop.num_responses, dtype)
+    return uniform_policy(pop.num_responses, pop.dtype)

@@ -21,7 +21,7 @@ import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._validation import check_real, float_dtype_arg, is_concrete, static_count
+from ._validation import check_real, float_dtype_arg, static_count
 from .populations import PlackettLucePopulation, RankingPopulation
 
 __all__ = [
@@ -238,10 +238,7 @@ def condorcet_instance(
     """
     n = static_count(num_responses, "num_responses", minimum=2)
     dtype = float_dtype_arg(dtype)
-    if not is_concrete(delta):
-        raise ValueError("delta must be a concrete number (it is used to build the instance)")
-    check_real(delta, "delta", 0.0, 0.5, low_open=True)
-    delta = float(delta)
+    delta = check_real(delta, "delta", 0.0, 0.5, low_open=True, static=True)
     values = n - np.arange(n)  # utility of ranking position p
     utilities = np.zeros((n, n))
     utilities[0] = values
@@ -306,10 +303,7 @@ def ell_tight_instance(
     dtype = float_dtype_arg(dtype)
     if eps is None:
         eps = 1.0 / (2 * (k + 1) * (k + ell))
-    if not is_concrete(eps):
-        raise ValueError("eps must be a concrete number (it is used to build the instance)")
-    check_real(eps, "eps", 0.0, 1.0 / (k + 1), low_open=True, high_open=True)
-    eps = float(eps)
+    eps = check_real(eps, "eps", 0.0, 1.0 / (k + 1), low_open=True, high_open=True, static=True)
     challenger_weight = 1.0 / (k + 1) - eps  # q, the weight of each type ranking some zj first
     majority_weight = (k + 1 - ell) / (k + 1) + ell * eps  # 1 − ℓq, without the cancellation
     weights = np.array([majority_weight] + [challenger_weight] * ell)

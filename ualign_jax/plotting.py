@@ -14,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_robust_win_rates", "plot_convergence", "plot_regret", "plot_policy"]
+__all__ = [
+    "plot_robust_win_rates",
+    "plot_convergence",
+    "plot_regret",
+    "plot_policy",
+    "plot_sweep_win_rates",
+    "plot_shortfall_distribution",
+]
 
 #: Most responses ``plot_policy`` draws (the largest); the rest are summed in a note.
 MAX_BARS = 40
@@ -271,6 +278,134 @@ def plot_training(
     right.set_ylabel("exploitability (exact)")
     right.grid(alpha=0.3, which="both")
     fig.suptitle(literal(title) or f"Self-play training from sampled groups, k={k}")
+    return _save(fig, plt, path)
+
+
+#: Colours of the methods in the sweep plots (others cycle through matplotlib's defaults).
+SWEEP_COLOURS = {"equilibrium": "tab:blue", "NLHF": "tab:orange", "RLHF": "tab:green"}
+
+
+def plot_sweep_win_rates(
+    ks: Sequence[int],
+    rates: Mapping[int, Mapping[str, Sequence[Sequence[float]]]],
+    path,
+    title: str = "",
+) -> Path:
+    """Robust win rate ``R_{k,ℓ}`` vs k, one thin line per file and method, one panel per ℓ.
+
+    ``rates[ell][method]`` holds one curve over ``ks`` per file (NaN where missing). Each panel
+    draws the guarantee ``1 − ℓ/(k+1)`` of an exact equilibrium (docs/theory.md §4: T1 for
+    ``ℓ = 1``, where it is ``k/(k+1)``, and T4) and, for ``ℓ > 1``, the impartial-culture
+    ceiling ``k/(k+ℓ)``. The k axis is logarithmic in base 2.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "sweep.png"
+        >>> plot_sweep_win_rates([1, 2], {1: {"NLHF": [[0.5, 0.6]]}}, out).name
+        'sweep.png'
+    """
+    plt = _pyplot()
+    ks = np.asarray(ks, dtype=float)
+    ells = sorted(rates)
+    fig, axes = plt.subplots(1, len(ells), figsize=(6 * len(ells), 4.6), dpi=120, squeeze=False)
+    fine = np.geomspace(ks.min(), ks.max(), 200) if ks.size > 1 else ks
+    for ax, ell in zip(axes[0], ells, strict=True):
+        for i, (method, curves) in enumerate(rates[ell].items()):
+            colour = SWEEP_COLOURS.get(method, f"C{i + 3}")
+            curves = np.asarray(curves, dtype=float).reshape(-1, ks.size)
+            curves = curves[np.any(np.isfinite(curves), axis=1)]
+            for j, curve in enumerate(curves):
+                ax.plot(
+                    ks,
+                    curve,
+                    color=colour,
+                    lw=1.6 if i == 0 else 0.9,  # the first method on top, drawn wider
+                    alpha=0.6 if i == 0 else 0.45,
+                    marker="o",
+                    ms=3 if i == 0 else 2.5,
+                    zorder=3 if i == 0 else 2,
+                    label=f"{literal(method)} ({len(curves)} files)" if j == 0 else None,
+                )
+        ax.plot(
+            fine,
+            np.maximum(0.0, 1 - ell / (fine + 1)),
+            color="black",
+            ls="--",
+            lw=1.4,
+            label="k/(k+1), the guarantee" if ell == 1 else f"1 − {ell}/(k+1), the T4 guarantee",
+            zorder=4,
+        )
+        if ell > 1:
+            ax.plot(fine, fine / (fine + ell), color="0.4", ls=":", lw=1.4, label=f"k/(k+{ell})")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(int(k)) for k in ks])
+        ax.minorticks_off()
+        ax.set_xlabel("k (responses sampled per prompt)")
+        opponent = "any single response" if ell == 1 else f"any {ell}-output opponent"
+        ax.set_ylabel(f"robust win rate vs {opponent}")
+        ax.set_ylim(0.0, 1.02)
+        ax.set_title(f"ℓ = {ell}")
+        ax.grid(alpha=0.3)
+        _legend(ax, loc="lower right", fontsize=8)
+    _plain(fig.suptitle(literal(title or "Robust win rate of k samples")))
+    return _save(fig, plt, path)
+
+
+def plot_shortfall_distribution(
+    ks: Sequence[int],
+    shortfalls: Mapping[str, Sequence[Sequence[float]]],
+    path,
+    title: str = "",
+) -> Path:
+    """Strip plot of ``k/(k+1) − R_{k,1}`` over files, at each k, for each method.
+
+    ``shortfalls[method][i]`` holds one value per file at ``ks[i]``. Each dot is a file
+    (jittered sideways), the bar is the median; the axis is symmetric-log so that exact zeros
+    (an equilibrium) and shortfalls of 1e-3 and 0.3 are all visible.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "shortfall.png"
+        >>> plot_shortfall_distribution([2], {"NLHF": [[0.0, 0.1]]}, out).name
+        'shortfall.png'
+    """
+    plt = _pyplot()
+    rng = np.random.default_rng(0)
+    methods = list(shortfalls)
+    width = 0.8 / max(len(methods), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(ks) + 2), 4.6), dpi=120)
+    for m, method in enumerate(methods):
+        colour = SWEEP_COLOURS.get(method, f"C{m + 3}")
+        for i, values in enumerate(shortfalls[method]):
+            values = np.asarray(values, dtype=float)
+            values = values[np.isfinite(values)]
+            centre = i + (m - (len(methods) - 1) / 2) * width
+            jitter = rng.uniform(-0.35, 0.35, values.size) * width
+            ax.scatter(
+                centre + jitter,
+                values,
+                s=14,
+                color=colour,
+                alpha=0.7,
+                edgecolors="none",
+                label=literal(method) if i == 0 else None,
+            )
+            if values.size:
+                ax.hlines(
+                    np.median(values), centre - width / 2, centre + width / 2, color=colour, lw=2
+                )
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_yscale("symlog", linthresh=1e-3)
+    lowest = min(
+        (float(np.nanmin(v)) for per_k in shortfalls.values() for v in per_k if len(v)),
+        default=0.0,
+    )
+    ax.set_ylim(min(-2e-4, 1.5 * lowest), 1.0)  # a shortfall is at most 1
+    ax.set_xticks(range(len(ks)), [f"k={k}" for k in ks])
+    ax.set_ylabel("shortfall k/(k+1) − R_{k,1}  (0 = equilibrium)")
+    ax.grid(alpha=0.3, axis="y", which="both")
+    _title(ax, title or "Shortfall from the guarantee k/(k+1) over files")
+    _legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=len(methods), fontsize=8)
     return _save(fig, plt, path)
 
 

@@ -47,7 +47,7 @@ from jaxtyping import Array, Float, Int
 
 from ._combinatorics import rotations
 from ._linalg import dot
-from ._numerics import khatri_rao_power, unfoldable
+from ._numerics import khatri_rao_power, unfoldable, user_average, user_contraction, user_sum
 from ._pytrees import unchecked_replace
 from ._validation import as_float_array, check_weights, is_concrete, static_count
 
@@ -165,6 +165,11 @@ class Population(eqx.Module):
     def set_wins(self, policy, k: int, sets) -> Float[Array, " S"]:
         """``WR(S, π^{⊗k})`` for each opponent multiset ``S`` (rows of ``sets``)."""
         raise self._unavailable("robust_win_rate against several-output opponents (ell > 1)")
+
+    def pool_shares(self, sets, opponents) -> Float[Array, "S R"]:
+        """``[s, r]``: the share of ``sets[s]``'s positions in the pool ``sets[s] ⊕ opponents[r]``
+        (expected over users), for laws over k-tuples (docs/theory.md §1)."""
+        raise self._unavailable("win rates of k-output laws (KOutputPolicy)")
 
     def greedy_parts(self, policies, k: int, ell: int):
         """``(init, add, value)`` for the greedy ``ell``-output opponent of
@@ -378,6 +383,13 @@ class UserTable(Population):
         picks = jax.vmap(self.pick_probabilities)(pools)[..., 0]  # [P, m]
         return dot(picks, self.user_weights.astype(picks.dtype))
 
+    def pool_shares(self, sets, opponents):
+        """Each user's pick probabilities of the pool ``sets[s] ⊕ opponents[r]``, the first
+        ``k`` summed, averaged over users; pairs in batches of about ``2**22 / (m · N)``
+        (ranking: ``sets[s]``'s fraction of the top tie group's positions; Plackett–Luce:
+        ``W_S / (W_S + W_T)``)."""
+        return pairwise_pool_shares(self, sets, opponents, self.num_users)
+
     def win_tensor_one(self, num_players: int):
         coef, base = self.win_factors(num_players)
         n, opponents = self.num_responses, num_players - 1
@@ -387,7 +399,7 @@ class UserTable(Population):
             b = base[:, y0, :]
             left = khatri_rao_power(b, half) * coef[:, y0, None]
             right = khatri_rao_power(b, opponents - half)
-            return dot(left.T, right).reshape((n,) * opponents)
+            return user_contraction(left, right).reshape((n,) * opponents)
 
         return jax.lax.map(slice_for, jnp.arange(n))
 
@@ -398,9 +410,27 @@ class UserTable(Population):
 
         def column(c):
             log_prod = jnp.sum(jnp.where(c > 0, c.astype(log_base.dtype) * log_base, 0.0), -1)
-            return jnp.sum(coef * jnp.exp(log_prod), axis=0)
+            return user_sum(coef * jnp.exp(log_prod))
 
         return jax.lax.map(column, jnp.asarray(counts), batch_size=64).T
+
+
+def pairwise_pool_shares(pop: Population, sets, opponents, num_users: int):
+    """``[S, R]`` shares of ``sets[s]`` in ``sets[s] ⊕ opponents[r]``, from ``pick_probabilities``
+    (one prompt; ``num_users`` rows of picks per pool, for the batch size)."""
+    sets, opponents = (jnp.asarray(x).astype(jnp.int32) for x in (sets, opponents))
+    k, num_opponents = sets.shape[-1], opponents.shape[0]
+    weights = pop.user_weights if isinstance(pop, UserTable) else None
+
+    def share(pair):
+        pool = jnp.concatenate([sets[pair // num_opponents], opponents[pair % num_opponents]])
+        own = jnp.sum(pop.pick_probabilities(pool)[:, :k], axis=-1)  # [users]
+        return own[0] if weights is None else user_average(weights.astype(own.dtype), own)
+
+    pool_size = k + opponents.shape[-1]
+    batch = max(1, min(4096, 2**22 // (num_users * pool_size)))
+    pairs = jnp.arange(sets.shape[0] * num_opponents)
+    return jax.lax.map(share, pairs, batch_size=batch).reshape(sets.shape[0], num_opponents)
 
 
 def rotated_pools(pool: Int[Array, " N"]) -> Int[Array, "N N"]:

@@ -249,7 +249,7 @@ def shard_users(pop, mesh: Mesh | None = None, process_local: bool = False, user
         if not hasattr(pop, "shape") or pop.ndim < 2:
             raise ValueError(
                 "pop must be a population with a user table (RankingPopulation, "
-                "PlackettLucePopulation, another ua.population.UserTable) or an array of "
+                "PlackettLucePopulation, another ualign_jax.population.UserTable) or an array of "
                 f"scores [..., U, G], got {type(pop).__name__}"
             )
         axis = user_axis if user_axis < 0 else user_axis - pop.ndim
@@ -326,15 +326,15 @@ def initialize_distributed(environ=None) -> int:
     is. Returns the number of processes.
 
     Raises:
-        ValueError: when none of those variables is set (``ualign solve --distributed`` outside
-            a cluster job).
+        ValueError: when none of those variables is set (a process started outside a cluster
+            job).
     """
     environ = os.environ if environ is None else environ
     if not _already_initialized():
         found = [name for name in CLUSTER_VARIABLES if environ.get(name)]
         if not found:
             raise ValueError(
-                "--distributed: no cluster found in the environment (set "
+                "no cluster found in the environment (set "
                 "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, or run under "
                 "SLURM, Open MPI or a TPU pod)"
             )

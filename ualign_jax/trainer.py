@@ -21,7 +21,9 @@ measures exploitability exactly every ``eval_every`` steps; ``ualign train`` run
 from __future__ import annotations
 
 import math
+import numbers
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -31,9 +33,11 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
+from ._validation import check_choice, check_real
 from .metrics import exploitability
 from .payoffs import check_population, prepare
-from .training import sample_rewards, self_play_loss
+from .population import Population
+from .training import CHOICES, sample_rewards, self_play_loss
 
 __all__ = [
     "Trainer",
@@ -148,12 +152,10 @@ def self_play_trainer(
         raise ValueError(f"group_size must be an integer >= 2, got {group_size!r}")
     if k >= group_size:
         raise ValueError(f"k must be at most group_size - 1 = {group_size - 1}, got k = {k}")
-    if not (tau >= 0 and math.isfinite(tau)):
-        raise ValueError(f"tau must be a finite number >= 0, got {tau}")
+    tau = check_real(tau, "tau", 0, static=True)
     if tau > 0 and reference is None:
         raise ValueError("reference is required when tau > 0 (parameters or 'average')")
-    if choice not in ("best", "plackett_luce"):
-        raise ValueError(f"choice must be 'best' or 'plackett_luce', got {choice!r}")
+    check_choice(choice, CHOICES, "choice")
     _check_averaging(averaging)
 
     def init(params) -> TrainerState:
@@ -268,15 +270,27 @@ DEFAULT_TRAIN_TOL = 0.005
 
 
 def default_optimizer(learning_rate: float = 0.1, decay_steps: int = 1000):
-    """The CLI's optimiser: Adam with step ``lr / sqrt(1 + t / decay_steps)``."""
+    """:func:`train_population`'s optimiser: Adam with step ``lr / sqrt(1 + t / decay_steps)``.
+
+    ``ualign train --lr`` sets ``learning_rate``.
+
+    Example:
+        >>> isinstance(default_optimizer(0.05), optax.GradientTransformation)
+        True
+    """
+    for name, value in (("learning_rate", learning_rate), ("decay_steps", decay_steps)):
+        if isinstance(value, bool) or not (
+            isinstance(value, numbers.Real) and value > 0 and math.isfinite(value)
+        ):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
     schedule = lambda t: learning_rate / jnp.sqrt(1.0 + t / decay_steps)  # noqa: E731
     return optax.adam(schedule)
 
 
 def train_population(
+    key,
     pop,
     k: int,
-    key,
     *,
     optimizer: optax.GradientTransformation | None = None,
     steps: int = DEFAULT_TRAIN_STEPS,
@@ -307,10 +321,18 @@ def train_population(
     Example:
         >>> import jax, ualign_jax as ua
         >>> pop = ua.RankingPopulation([[2.0, 1.0, 0.0], [2.0, 0.0, 1.0]])
-        >>> run = train_population(pop, 1, jax.random.key(0), steps=400, eval_every=200)
+        >>> run = train_population(jax.random.key(0), pop, 1, steps=400, eval_every=200)
         >>> run.reached, run.policy.argmax().item()
         (True, 0)
     """
+    if isinstance(key, Population):  # the order before 0.2: train_population(pop, k, key)
+        warnings.warn(
+            "train_population takes the PRNG key first: train_population(key, pop, k); the "
+            "order (pop, k, key) is deprecated and will be removed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        key, pop, k = k, key, pop
     check_population(pop)
     table, choice = pop.judge_scores()
     if pop.batch_shape:
@@ -323,8 +345,7 @@ def train_population(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if tol is not None and not (tol > 0 and math.isfinite(tol)):
-        raise ValueError(f"tol must be a positive number, got {tol}")
+    tol = check_real(tol, "tol", 0, low_open=True, none_ok=True)
     if optimizer is None:
         optimizer = default_optimizer()
     trainer = self_play_trainer(
@@ -382,12 +403,3 @@ def train_population(
         reached=reached,
         seconds=time.perf_counter() - start,
     )
-
-
-# --------------------------------------------------------------------------- `ualign train`
-
-#: What ``ualign train`` records as the method in policy.json and training.json.
-TRAIN_METHOD = (
-    "self_play_trainer: REINFORCE on sample_rewards, Adam (lr/sqrt(1 + t/1000)), "
-    "KL tau=0.1 to the running average, polynomial averaging"
-)

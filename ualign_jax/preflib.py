@@ -1,4 +1,4 @@
-"""PrefLib ranking data: a strict reader for ``.soc .soi .toc .toi`` files and bundled data sets.
+"""PrefLib ranking data: a strict reader for ``.soc .soi .toc .toi`` files.
 
 PrefLib format (docs/theory.md §6): header lines ``# KEY: value``; every other line is
 ``count: a,b,{c,d},e`` -- a ranking, best first, of alternatives numbered from 1, where braces tie
@@ -6,75 +6,40 @@ a group, given by ``count`` voters. In incomplete orders (``.soi``, ``.toi``) th
 line leaves out tie together below every ranked one.
 
 A line with ``G`` groups becomes a utility vector: group ``g`` (0 = best) gets ``G - g`` and the
-unranked alternatives get 0, so ties are exactly equal floats. The bundled files (see
-``datasets/README.md`` for their sources and citation) load with :func:`load_dataset`.
+unranked alternatives get 0, so ties are exactly equal floats.
 
 Names of alternatives must be unique and non-empty (an unnamed alternative ``i`` is called
 ``str(i)``, which no other alternative may be called): names key every output, so a repeat is
 refused with the line that repeats it rather than silently merging two responses.
 
 Errors in a file are ``ValueError("<source>:<line>: <what is wrong>")`` with a 1-based line;
-problems of the whole file (no data lines, unknown data type) name the source only.
+problems of the whole file (no data lines, unknown data type) name the source only. The bundled
+data sets are in :mod:`ualign_jax.datasets`; other file formats in :mod:`ualign_jax.files`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
 import os
 import re
-from importlib import resources
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
-from ._safe_io import open_npz, read_json, read_npy, read_text
+from ._safe_io import read_text
 from ._validation import cast_keeping_ties, float_dtype_arg
-from .plackett_luce import default_max_spread, spread_limit, spread_of
-from .populations import PlackettLucePopulation, RankingPopulation
+from .populations import RankingPopulation
 
 __all__ = [
-    "DATASETS",
     "MAX_ALTERNATIVES",
     "MAX_ENTRIES",
     "MERGED_NAME",
+    "PREFLIB_SUFFIXES",
     "PreflibData",
-    "load_dataset",
-    "load_policy_file",
-    "load_population",
     "load_preflib",
     "parse_preflib",
 ]
-
-#: Bundled PrefLib files (in ``ualign_jax/datasets/``) by data set name.
-DATASETS: dict[str, str] = {
-    "sushi": "00014-00000001.soc",
-    "netflix": "00004-00000001.soc",
-    "agh": "00009-00000001.soc",
-    "debian": "00002-00000001.toc",
-}
-
-#: Corrected alternative names for bundled files whose header names are off by one. PrefLib's
-#: sushi file names alternative ``i`` after Kamishima's item ``i - 1``, but its orders use item
-#: ``i mod 10`` (alternative 10 is item 0, ebi): with these names the 5000 orders equal, as a
-#: multiset, BayesMallows' ``sushi_rankings`` (labelled by item), where toro is the favourite.
-#: Provenance: ``ualign_jax/datasets/README.md``.
-_CORRECTED_NAMES: dict[str, tuple[str, ...]] = {
-    "sushi": (
-        "anago (sea eel)",
-        "maguro (tuna)",
-        "ika (squid)",
-        "uni (sea urchin)",
-        "sake (salmon roe)",
-        "tamago (egg)",
-        "toro (fatty tuna)",
-        "tekka-maki (tuna roll)",
-        "kappa-maki (cucumber roll)",
-        "ebi (shrimp)",
-    ),
-}
 
 #: Supported PrefLib data types: (complete, strict).
 _DATA_TYPES = {
@@ -93,9 +58,12 @@ MAX_ENTRIES = 2**28
 MERGED_NAME = "[{:,} alternatives no one ranked]"
 #: Largest count per data line, and of all lines together (an int64).
 MAX_VOTERS = 2**63 - 1
+#: File extensions of the PrefLib data types this reader supports.
+PREFLIB_SUFFIXES = tuple(f".{data_type}" for data_type in _DATA_TYPES)
 
 
-def _as_path(path, name: str = "path") -> Path:
+def as_path(path, name: str = "path") -> Path:
+    """``path`` (a ``str`` or ``os.PathLike``) as a ``Path``, else a ``ValueError`` naming it."""
     if not isinstance(path, str | os.PathLike):
         raise ValueError(f"{name} must be a file path (str or PathLike), got {type(path).__name__}")
     return Path(path)
@@ -161,7 +129,7 @@ def _parse_int(text: str) -> int | None:
     return int(text)
 
 
-def _short(text: str, limit: int = 40) -> str:
+def short_repr(text: str, limit: int = 40) -> str:
     """``repr(text)``, cut to ``limit`` characters (messages stay one readable line)."""
     return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
 
@@ -202,10 +170,10 @@ def _parse_order(body: str, num_alternatives: int, fail) -> list[list[int]]:
             expect_item = True
         else:
             if not expect_item:
-                fail(f"expected ',' before {_short(tok)}")
+                fail(f"expected ',' before {short_repr(tok)}")
             alt = _parse_int(tok)
             if alt is None:
-                fail(f"alternative {_short(tok)} is not an integer")
+                fail(f"alternative {short_repr(tok)} is not an integer")
             if not 1 <= alt <= num_alternatives:
                 fail(f"alternative {alt} out of range 1..{num_alternatives}")
             if alt in seen:
@@ -294,7 +262,7 @@ def parse_preflib(text: str, source: str = "<string>", merge_unranked: bool = Tr
                 if idx is None or not 1 <= idx <= MAX_ALTERNATIVES:
                     fail_at(
                         lineno,
-                        f"bad alternative number {_short(match.group(1))} in ALTERNATIVE NAME "
+                        f"bad alternative number {short_repr(match.group(1))} in ALTERNATIVE NAME "
                         f"(1..{MAX_ALTERNATIVES:,})",
                     )
                 if idx in names_by_id:
@@ -305,7 +273,7 @@ def parse_preflib(text: str, source: str = "<string>", merge_unranked: bool = Tr
                     other, other_line = name_lines[value]
                     fail_at(
                         lineno,
-                        f"alternative {idx} is named {_short(value)} like alternative {other} "
+                        f"alternative {idx} is named {short_repr(value)} like alternative {other} "
                         f"(line {other_line}); names must be unique",
                     )
                 names_by_id[idx] = (value, lineno)
@@ -342,7 +310,9 @@ def parse_preflib(text: str, source: str = "<string>", merge_unranked: bool = Tr
         value, lineno = headers["NUMBER ALTERNATIVES"]
         n = _parse_int(value)
         if n is None or n < 1:
-            fail_at(lineno, f"NUMBER ALTERNATIVES must be a positive integer, got {_short(value)}")
+            fail_at(
+                lineno, f"NUMBER ALTERNATIVES must be a positive integer, got {short_repr(value)}"
+            )
         if n > MAX_ALTERNATIVES:
             fail_at(lineno, f"NUMBER ALTERNATIVES = {n} exceeds the limit {MAX_ALTERNATIVES:,}")
         for idx, (_, name_line) in names_by_id.items():
@@ -357,7 +327,7 @@ def parse_preflib(text: str, source: str = "<string>", merge_unranked: bool = Tr
                 alt = _parse_int(token)
                 if alt is None or alt > MAX_ALTERNATIVES:
                     limit = f"the limit {MAX_ALTERNATIVES:,}"
-                    fail_at(lineno, f"alternative {_short(token)} exceeds {limit}")
+                    fail_at(lineno, f"alternative {short_repr(token)} exceeds {limit}")
                 n = max(n, alt)
     orders = []  # per data line: its groups of 1-based alternatives (memory ~ the file)
     counts = []
@@ -371,7 +341,7 @@ def parse_preflib(text: str, source: str = "<string>", merge_unranked: bool = Tr
             fail("expected 'count: ranking' (no ':' found)")
         count = _parse_int(count_text)
         if count is None:
-            fail(f"count {_short(count_text.strip())} is not an integer")
+            fail(f"count {short_repr(count_text.strip())} is not an integer")
         if count <= 0:
             fail(f"count must be positive, got {count}")
         if count > MAX_VOTERS:
@@ -398,7 +368,7 @@ def parse_preflib(text: str, source: str = "<string>", merge_unranked: bool = Tr
         value, lineno = headers["NUMBER VOTERS"]
         declared = _parse_int(value)
         if declared is None:
-            fail_at(lineno, f"NUMBER VOTERS must be an integer, got {_short(value)}")
+            fail_at(lineno, f"NUMBER VOTERS must be an integer, got {short_repr(value)}")
         if declared != total:
             fail_at(
                 lineno,
@@ -477,247 +447,11 @@ def load_preflib(
 
     Example:
         >>> from importlib import resources
-        >>> pop = load_preflib(resources.files("ualign_jax") / "datasets" / "00004-00000001.soc")
+        >>> pop = load_preflib(resources.files("ualign_jax") / "bundled" / "00004-00000001.soc")
         >>> pop.num_users, pop.num_responses, pop.names[0]
         (6, 3, 'Shrek (Full-screen)')
     """
-    path = _as_path(path)
+    path = as_path(path)
     dtype = float_dtype_arg(dtype)
     text = read_text(path)
     return parse_preflib(text, str(path), merge_unranked).to_population(dtype)
-
-
-def load_dataset(name: str = "sushi", dtype=None) -> RankingPopulation:
-    """Load a PrefLib data set bundled with the package (see ``DATASETS``).
-
-    ``"sushi"`` (5000 voters, 10 sushi, 4926 distinct orders), ``"netflix"`` (3 films, 6 orders),
-    ``"agh"`` (9 courses, 123 orders), ``"debian"`` (4 candidates, 31 orders with ties).
-
-    The raw files are unmodified; the sushi names are corrected here: PrefLib's header names
-    alternative ``i`` after Kamishima's item ``i - 1``, but its data use item ``i mod 10``
-    (checked against an independent copy of the survey; ``ualign_jax/datasets/README.md``).
-    So response 0 is anago and response 9 is ebi; ``load_preflib`` on the file keeps the header.
-
-    Args:
-        name: one of ``DATASETS``.
-        dtype: float dtype; default jnp's default float.
-
-    Example:
-        >>> load_dataset("netflix").num_users
-        6
-        >>> load_dataset("sushi").names[6]
-        'toro (fatty tuna)'
-    """
-    if not isinstance(name, str) or name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
-    dtype = float_dtype_arg(dtype)
-    filename = DATASETS[name]
-    text = resources.files("ualign_jax").joinpath("datasets").joinpath(filename).read_text("utf-8")
-    data = parse_preflib(text, source=filename)
-    if name in _CORRECTED_NAMES:
-        data = dataclasses.replace(data, names=_CORRECTED_NAMES[name])
-    return data.to_population(dtype)
-
-
-def _unique_names(names: np.ndarray, path) -> list[str]:
-    """The ``.npz`` ``names`` as strings; empty or repeated names are a ``ValueError``."""
-    result: list[str] = []
-    first: dict[str, int] = {}
-    for i, name in enumerate(names.tolist()):
-        if isinstance(name, bytes):
-            try:
-                name = name.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ValueError(f"{path}: 'names'[{i}] is not UTF-8 text") from None
-        name = str(name)
-        if not name.strip():
-            raise ValueError(f"{path}: 'names'[{i}] is empty; every response needs a name")
-        if name in first:
-            raise ValueError(
-                f"{path}: 'names'[{first[name]}] and 'names'[{i}] are both {_short(name)}; "
-                "names must be unique"
-            )
-        first[name] = i
-        result.append(name)
-    return result
-
-
-PREFLIB_SUFFIXES = (".soc", ".soi", ".toc", ".toi")
-
-
-def load_population(path: str | os.PathLike, dtype=None):
-    """A population from a PrefLib file or an ``.npz`` archive.
-
-    The ``.npz`` holds ``utilities`` (``[m, n]``, a :class:`RankingPopulation`) or
-    ``log_weights`` (``[m, n]``, a :class:`PlackettLucePopulation`), and optionally ``weights``
-    (``[m]``) and ``names`` (``[n]`` unique strings). Errors name the file and the key.
-
-    Utilities are checked against ``dtype``: if rounding them to it would make two responses
-    tie for a user although they differ in the file (``1`` and ``1 + 1e-9`` in float32), the
-    load is refused with a ``ValueError`` that suggests float64 (``--x64`` on the command line)
-    instead of returning a population whose win rates would be silently wrong.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "users.npz"
-        >>> np.savez(path, utilities=np.eye(3))
-        >>> load_population(path).num_users
-        3
-    """
-    path = _as_path(path)
-    dtype = float_dtype_arg(dtype)
-    if path.suffix.lower() in PREFLIB_SUFFIXES:
-        return load_preflib(path, dtype=dtype)
-    if path.suffix.lower() != ".npz":
-        raise ValueError(
-            f"{path}: unknown data format {path.suffix!r}; expected a PrefLib file "
-            f"({', '.join(PREFLIB_SUFFIXES)}) or an .npz with 'utilities' or 'log_weights'"
-        )
-    with open_npz(path) as archive:
-        keys = set(archive.keys)
-        kinds = [key for key in ("utilities", "log_weights") if key in keys]
-        if len(kinds) != 1:
-            raise ValueError(
-                f"{path}: expected exactly one of the keys 'utilities' or 'log_weights', "
-                f"found {sorted(keys) or 'none'}"
-            )
-        unknown = keys - {"utilities", "log_weights", "weights", "names"}
-        if unknown:
-            raise ValueError(
-                f"{path}: unknown key(s) {sorted(unknown)}; allowed: utilities or "
-                "log_weights, weights, names"
-            )
-        shape, _ = archive.header(kinds[0])  # sizes checked before the data is read
-        if len(shape) == 2 and shape[1] > MAX_ALTERNATIVES:
-            raise ValueError(
-                f"{path}: '{kinds[0]}' has {shape[1]:,} responses, more than the limit "
-                f"{MAX_ALTERNATIVES:,}"
-            )
-        if math.prod(shape) > MAX_ENTRIES:
-            raise ValueError(
-                f"{path}: '{kinds[0]}' has shape {shape}, more than {MAX_ENTRIES:,} entries"
-            )
-
-        def read(key, kinds="fiu"):
-            value = archive.array(key)
-            if value.dtype.kind not in kinds:
-                raise ValueError(f"{path}: '{key}' must hold real numbers, got dtype {value.dtype}")
-            return value
-
-        values = read(kinds[0])
-        weights = read("weights") if "weights" in keys else None
-        names = read("names", kinds="fiuUS") if "names" in keys else None
-    if names is not None:
-        if names.ndim != 1:
-            raise ValueError(f"{path}: 'names' must be 1-D, got shape {names.shape}")
-        names = _unique_names(names, path)
-    if values.ndim != 2:
-        raise ValueError(
-            f"{path}: '{kinds[0]}' must be a 2-D [users, responses] array, got shape {values.shape}"
-        )
-    if kinds[0] == "utilities":
-        make, values = RankingPopulation, cast_keeping_ties(values, dtype, f"{path}: 'utilities'")
-    else:  # a file's spread is its own: build the quadrature for it (more nodes past 60 nats)
-        values = jnp.asarray(values, dtype)
-        spread = max(spread_of(values) if values.size else 0.0, default_max_spread(dtype))
-        make = functools.partial(
-            PlackettLucePopulation, max_spread=min(spread, spread_limit(dtype))
-        )
-    try:
-        return make(
-            values,
-            None if weights is None else jnp.asarray(weights, dtype),
-            names,
-        )
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
-
-
-#: Largest policy file read (a JSON policy over ``MAX_ALTERNATIVES`` responses fits easily).
-MAX_POLICY_BYTES = 2**26
-POLICY_SUFFIXES = (".json", ".npy", ".npz")
-
-
-def load_policy_file(
-    path: str | os.PathLike, num_responses: int | None = None, names=None
-) -> np.ndarray:
-    """A policy (probabilities over responses) from a ``.json``, ``.npy`` or ``.npz`` file.
-
-    ``.json``: a list of numbers, or an object with a ``"policy"`` list and optionally
-    ``"names"`` (as ``ualign solve`` writes ``policy.json``; other keys are ignored). ``.npy``:
-    a 1-D array. ``.npz``: an archive with a 1-D array ``policy``. The policy must be finite,
-    nonnegative and sum to 1 (within 1e-6).
-
-    Args:
-        path: the file (at most ``MAX_POLICY_BYTES``).
-        num_responses: if given, the number of entries the policy must have.
-        names: if given and the file records names, they must equal these, in order.
-
-    Returns:
-        ``[n]`` float64 array.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: ``"<path>: <what is wrong>"`` for anything else (damaged file, wrong
-            shape or names, not a probability vector).
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "policy.json"
-        >>> _ = path.write_text('{"policy": [0.25, 0.75], "names": ["a", "b"]}')
-        >>> load_policy_file(path, 2, names=("a", "b")).tolist()
-        [0.25, 0.75]
-    """
-    path = _as_path(path)
-    suffix = path.suffix.lower()
-    if suffix not in POLICY_SUFFIXES:
-        raise ValueError(f"{path}: expected a policy file ending in .json, .npy or .npz")
-    recorded = None
-    if suffix == ".json":
-        payload = read_json(path, MAX_POLICY_BYTES)
-        if isinstance(payload, dict):
-            if "policy" not in payload:
-                raise ValueError(f"{path}: a JSON object needs a 'policy' list")
-            recorded = payload.get("names")
-            payload = payload["policy"]
-        if not isinstance(payload, list) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in payload
-        ):
-            raise ValueError(f"{path}: the policy must be a flat list of numbers")
-        try:
-            raw = np.asarray(payload, dtype=np.float64)
-        except OverflowError as err:  # an integer beyond float64
-            raise ValueError(f"{path}: a policy entry is out of range ({err})") from err
-    elif suffix == ".npy":
-        raw = read_npy(path, MAX_POLICY_BYTES)
-    else:
-        with open_npz(path, MAX_POLICY_BYTES) as archive:
-            if "policy" not in archive.keys:
-                raise ValueError(f"{path}: no array 'policy' (found {sorted(archive.keys)})")
-            raw = archive.array("policy")
-    if raw.dtype.kind not in "iuf":
-        raise ValueError(f"{path}: the policy must hold real numbers, got {raw.dtype} values")
-    policy = raw.astype(np.float64)
-    if policy.ndim != 1 or policy.size == 0:
-        raise ValueError(f"{path}: the policy must be a non-empty 1-D vector, got {policy.shape}")
-    if num_responses is not None and policy.shape[0] != num_responses:
-        raise ValueError(
-            f"{path}: the policy has {policy.shape[0]} entries, the data has "
-            f"{num_responses} responses"
-        )
-    if not np.all(np.isfinite(policy)) or policy.min() < 0 or abs(policy.sum() - 1) > 1e-6:
-        raise ValueError(f"{path}: the policy must be finite, nonnegative and sum to 1")
-    if names is not None and recorded is not None:
-        if not isinstance(recorded, list) or not all(isinstance(n, str) for n in recorded):
-            raise ValueError(f"{path}: 'names' must be a list of strings")
-        expected = [str(n) for n in names]
-        if recorded != expected:
-            if len(recorded) != len(expected):
-                where = f"{len(recorded)} names, the data has {len(expected)}"
-            else:
-                i = next(
-                    i for i, (a, b) in enumerate(zip(recorded, expected, strict=True)) if a != b
-                )
-                where = f"entry {i} is {_short(recorded[i])}, the data's is {_short(expected[i])}"
-            raise ValueError(f"{path}: the policy's names differ from the data's ({where})")
-    return policy
