@@ -142,6 +142,7 @@ def test_greedy_is_wrong_here_and_the_search_is_not():
     assert float(out.upper) == pytest.approx(exact, abs=1e-12) and bool(out.exact)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ell", [2, 3])
 def test_medium_instance_against_enumeration(ell):
     """n = 60 (ℓ = 3) / 300 (ℓ = 2): pruning and chunking, against the exhaustive answer,
@@ -165,6 +166,7 @@ def _stepping_clock(monkeypatch):
     monkeypatch.setattr(bb.time, "perf_counter", lambda: float(next(now)))
 
 
+@pytest.mark.slow
 def test_bounds_bracket_the_value_at_every_stop(monkeypatch):
     rng = np.random.default_rng(5)
     n = 30

@@ -1,10 +1,10 @@
 """T5 holds for the returned mixture itself, also past ``mixture_size`` (issue #18, item 3).
 
 T5 (docs/theory.md §4): the uniform mixture ``A = (1/T) Σ_t π_t^{⊗k}`` of the evaluated iterates
-has ``R_{k,1}(A) = 1 − max_y (1/T) Σ_t u_k(y, π_t) >= k/(k+1) − Reg_T/T``. ``solve`` used to
-keep every ``ceil(T / mixture_size)``-th iterate, a different mixture: at ``T = 10^4`` its robust
-win rate fell 3e-6 to 5e-5 short of the bound. It now folds the iterates that do not fit into
-its last slots with weights that keep ``u_k(·, A) = Σ_j α_j u_k(·, π_j)`` exactly.
+has ``R_{k,1}(A) = 1 − max_y (1/T) Σ_t u_k(y, π_t) >= k/(k+1) − Reg_T/T``. Keeping only every
+``ceil(T / mixture_size)``-th iterate would be a different mixture (at ``T = 10^4`` 3e-6 to 5e-5
+short of the bound); ``solve`` folds the iterates that do not fit into its last slots with
+weights that keep ``u_k(·, A) = Σ_j α_j u_k(·, π_j)`` exactly, and these tests check the bound.
 """
 
 import jax.numpy as jnp

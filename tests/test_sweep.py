@@ -41,6 +41,7 @@ def key(row):
     return (row["file"], row["k"], row["ell"], row["method"])
 
 
+@pytest.mark.slow
 def test_rows_match_the_library_and_a_rerun_recomputes_nothing(corpus, tmp_path, monkeypatch):
     out = tmp_path / "out"
     events = []

@@ -174,7 +174,7 @@ def test_train_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, fragment)
 
 
 def test_train_bad_input_as_a_module_exits_2(tmp_path):
-    """``python -m ualign_jax.cli`` runs cli.py as ``__main__``: its errors are still caught."""
+    """``python -m ualign_jax.cli`` runs the package's ``__main__``: its errors are still caught."""
     command = [sys.executable, "-m", "ualign_jax.cli", "train", str(NETFLIX), "--k", "3"]
     command += ["--group-size", "3", "--out", str(tmp_path / "never")]
     proc = subprocess.run(command, capture_output=True, timeout=300, cwd=ROOT)

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,11 +48,6 @@ def fingerprint(tree) -> str:
     return digest.hexdigest()
 
 
-#: Held by every :func:`save_checkpoint` from its temporary file to the rename. A caller that must
-#: see no temporaries (the CLI, removing partial files on Ctrl-C) holds it while it cleans up.
-SAVE_LOCK = threading.Lock()
-
-
 def save_checkpoint(path, tree, metadata: dict) -> None:
     """Write ``tree``'s leaves and ``metadata`` (JSON-able) to ``path`` atomically."""
     path = Path(path)
@@ -61,17 +55,16 @@ def save_checkpoint(path, tree, metadata: dict) -> None:
     leaves = jax.tree.leaves(jax.device_get(tree))
     arrays = {f"leaf_{i:04d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
     arrays[_METADATA_KEY] = np.asarray(json.dumps(metadata, sort_keys=True))
-    with SAVE_LOCK:
-        handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".npz", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, **arrays)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(staging, path)
-        except BaseException:
-            Path(staging).unlink(missing_ok=True)
-            raise
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
 
 
 def _canonical(value) -> str:

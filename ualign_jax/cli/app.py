@@ -79,9 +79,9 @@ def _interrupted(in_process: bool, what_is_left: str) -> None:
         print(f"ualign: interrupted; {what_is_left}", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
-        if not in_process:
-            os._exit(EXIT_INTERRUPTED)  # inside: no checkpoint save starts after the clean-up
-    raise SystemExit(EXIT_INTERRUPTED)
+    if in_process:
+        raise SystemExit(EXIT_INTERRUPTED)
+    os._exit(EXIT_INTERRUPTED)
 
 
 def main(argv: list[str] | None = None) -> int:

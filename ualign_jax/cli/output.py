@@ -282,19 +282,13 @@ def start_run() -> None:
 
 @contextlib.contextmanager
 def cancelled():
-    """Ctrl-C: no output is swapped in from now on; waits (at most 10 s each) for a swap and a
-    checkpoint save under way, removes the partial files, and holds both locks while the block
-    runs (the command line exits inside it, so no save starts after the clean-up)."""
-    from ..checkpoint import SAVE_LOCK  # noqa: PLC0415  (loads JAX; a run is under way anyway)
-
+    """Ctrl-C: no output is swapped in from now on; waits (at most 10 s) for a swap under way,
+    removes the partial files, and holds the swap lock while the block runs."""
     _CANCELLED.set()
     acquired = _SWAP_LOCK.acquire(timeout=10)  # never leave a half-swapped output folder
-    saving = SAVE_LOCK.acquire(timeout=10)  # nor a checkpoint temporary written after clean-up
     try:
         _remove_partial_files()
         yield
     finally:
-        if saving:
-            SAVE_LOCK.release()
         if acquired:
             _SWAP_LOCK.release()
