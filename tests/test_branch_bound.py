@@ -79,8 +79,16 @@ def test_set_win_rate_is_monotone_and_dr_submodular_on_multisets(kind):
 # --------------------------------------------------------------------------- exactness
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
-@pytest.mark.parametrize("kind", ["ranking_ties", "ranking", "plackett_luce", "mixture"])
+@pytest.mark.parametrize(
+    ("kind", "dtype"),
+    [
+        ("ranking_ties", jnp.float32),
+        ("ranking", jnp.float64),
+        ("plackett_luce", jnp.float32),
+        ("plackett_luce", jnp.float64),
+        ("mixture", jnp.float64),
+    ],
+)
 def test_equals_exhaustive_enumeration(kind, dtype):
     rng = np.random.default_rng(hash(kind) % 2**32)
     n, m = 6, 4

@@ -8,6 +8,7 @@ claims their prose makes). Needs the ``test`` extra (``nbclient``, ``nbformat``,
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import sys
@@ -78,7 +79,68 @@ def test_notebook_is_stripped(path):
             assert cell.execution_count is None, f"{path.name}: cell {index} has a count"
 
 
+def code_of(path: Path) -> str:
+    """A notebook's code cells as one Python module (IPython magics and shell lines left out)."""
+    nb = nbformat.read(path, as_version=4)
+    lines = [
+        line
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for line in cell.source.splitlines()
+        if not line.lstrip().startswith(("%", "!"))
+    ]
+    return "\n".join(lines)
+
+
+def library_names(code: str) -> set[str]:
+    """Every ``ua.name`` and ``ua.namespace.name`` a module's code reads."""
+    names = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "ua":
+                names.add(node.attr)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
+            inner = node.value
+            if isinstance(inner.value, ast.Name) and inner.value.id == "ua":
+                names.add(f"{inner.attr}.{node.attr}")
+    return names
+
+
+def test_library_names_are_found_in_code():
+    code = "import ualign_jax as ua\nx = ua.solve(p, 2)\nua.plotting.plot_policy(x)\n"
+    assert library_names(code) == {"solve", "plotting", "plotting.plot_policy"}
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_notebook_uses_only_names_the_library_has(path):
+    """Every notebook parses and every ``ua.`` name it reads exists: the API drift the full runs
+    (marked slow, but for the quickstart) would catch, checked without executing anything."""
+    import ualign_jax as ua  # noqa: PLC0415
+
+    missing = []
+    for name in sorted(library_names(code_of(path))):
+        owner = ua
+        for part in name.split("."):
+            if not hasattr(owner, part):
+                missing.append(name)
+                break
+            owner = getattr(owner, part)
+    assert not missing, f"{path.name} reads names ualign_jax does not have: {missing}"
+
+
+#: Executing a notebook compiles dozens of programs (the theory tour takes about a minute on two
+#: cores): the default suite runs the quickstart, ``-m slow`` runs the others.
+FAST_NOTEBOOKS = {"quickstart"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(path, marks=() if path.stem in FAST_NOTEBOOKS else pytest.mark.slow)
+        for path in NOTEBOOKS
+    ],
+    ids=[path.stem for path in NOTEBOOKS],
+)
 def test_notebook_runs(path, tmp_path, monkeypatch):
     # The kernel inherits this environment; the notebooks choose their own precision. Its working
     # directory is tmp_path, so a stray relative write cannot land in the repository.

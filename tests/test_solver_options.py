@@ -148,8 +148,7 @@ def test_throw_under_jit_raises_when_the_program_runs():
 # --------------------------------------------------------------------------- degeneracy
 
 
-@pytest.mark.parametrize("k", [2, 4])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize(("dtype", "k"), [(jnp.float32, 2), (jnp.float64, 4)])
 def test_a_degenerate_equilibrium_is_flagged(k, dtype):
     pop = _degenerate(k, dtype)
     z_payoff = ua.response_payoffs(pop, jnp.array([1.0, 0.0], dtype), k)[1]

@@ -51,8 +51,8 @@ from ._linalg import dot, einsum
 from ._numerics import USER_BLOCK, power_from_top, unit_nodes, user_average
 from ._validation import check_real, is_concrete, static_count
 from .payoffs import check_population, map_prompts, mixture_average, prompt_batch_shape
-from .plackett_luce import PlackettLucePopulation
 from .policies import ProductMixture, as_mixture
+from .population import UserTable
 from .ranking import RankingPopulation
 
 __all__ = ["certified_robust_win_rate", "CertifiedRobust", "searchable"]
@@ -118,11 +118,11 @@ def certified_robust_win_rate(pop, policy, k, ell, tol=0.0, max_seconds=None) ->
         0.4167
     """
     check_population(pop)
-    if not isinstance(pop, RankingPopulation | PlackettLucePopulation):
+    if not isinstance(pop, UserTable):
         raise ValueError(
-            "certified_robust_win_rate: pop must be a RankingPopulation or a "
-            f"PlackettLucePopulation (its bounds rely on their submodularity), got "
-            f"{type(pop).__name__}"
+            "certified_robust_win_rate: pop must be a table of users choosing by random "
+            "utilities (a UserTable: RankingPopulation, PlackettLucePopulation), since its "
+            f"bounds rely on their submodularity; got {type(pop).__name__}"
         )
     k = static_count(k, "k")
     ell = static_count(ell, "ell")
@@ -149,9 +149,9 @@ def certified_robust_win_rate(pop, policy, k, ell, tol=0.0, max_seconds=None) ->
 
 def searchable(pop, policy) -> bool:
     """Whether :func:`certified_robust_win_rate` can search ``pop`` against ``policy``: a
-    ranking or Plackett–Luce population and concrete values (it runs on the host)."""
-    supported = isinstance(pop, RankingPopulation | PlackettLucePopulation)
-    return supported and _concrete_tree(pop) and _concrete_tree(policy)
+    ranking or Plackett–Luce population (a ``UserTable``) and concrete values (it runs on the
+    host)."""
+    return isinstance(pop, UserTable) and _concrete_tree(pop) and _concrete_tree(policy)
 
 
 def _concrete_tree(tree) -> bool:
@@ -165,7 +165,7 @@ def _evaluators(pop, mixture: ProductMixture, k: int, ell: int, batch: tuple[int
     """One child evaluator (:class:`_RankingChildren` or :class:`_GenericChildren`) per
     prompt."""
     count = math.prod(batch)
-    if isinstance(pop, RankingPopulation):
+    if isinstance(pop, RankingPopulation):  # deterministic choices: the dense fast path
         table, group, weights = map_prompts(_ranking_tables, pop, mixture, k=k, ell=ell)
         flat = lambda x, tail: jnp.broadcast_to(x, batch + x.shape[x.ndim - tail :]).reshape(
             count, *x.shape[x.ndim - tail :]

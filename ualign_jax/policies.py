@@ -21,7 +21,7 @@ from jaxtyping import Array, Float, Int
 
 from ._combinatorics import all_multisets, log_multinomial, multiset_counts, num_multisets
 from ._linalg import einsum
-from ._pytrees import unchecked_replace
+from ._pytrees import unchecked_new
 from ._validation import (
     as_float_array,
     check_simplex,
@@ -133,8 +133,7 @@ def as_mixture(policy, num_responses: int, name: str = "policy") -> ProductMixtu
 
 def unchecked_mixture(policies, weights) -> ProductMixture:
     """A ``ProductMixture`` from arrays known to be valid (solver output; no host round trip)."""
-    template = object.__new__(ProductMixture)
-    return unchecked_replace(template, policies=policies, weights=weights)
+    return unchecked_new(ProductMixture, policies=policies, weights=weights)
 
 
 def uniform_policy(num_responses: int, dtype=None) -> Float[Array, " n"]:
@@ -264,8 +263,7 @@ def as_k_output(
     else:  # a gather out of range would clamp silently: fail at run time instead
         outside = jnp.any((tuples < 0) | (tuples >= num_responses))
         alphas = eqx.error_if(alphas, outside, f"{name}.tuples hold indices outside [0, n)")
-    template = object.__new__(KOutputPolicy)
-    return unchecked_replace(template, tuples=tuples.astype(jnp.int32), weights=alphas)
+    return unchecked_new(KOutputPolicy, tuples=tuples.astype(jnp.int32), weights=alphas)
 
 
 def uniform_k_sets(num_responses: int, k: int, responses=None, dtype=None) -> KOutputPolicy:

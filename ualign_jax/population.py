@@ -306,6 +306,11 @@ def slice_users(module, leaves: dict[str, int], start, size: int):
 class UserTable(Population):
     """A finite population: ``m`` user types, each a row of a ``[..., m, n]`` table, weighted.
 
+    Each user picks from a pool the response of highest (possibly random) utility, a random
+    utility model, so the chance that a set of responses holds the pick is monotone and
+    submodular in the set (docs/theory.md §2): ``robust_win_rate``'s branch and bound relies
+    on it.
+
     Subclasses name their table field in ``table_field`` and implement
     :meth:`pick_probabilities`, :meth:`win_factors` and :meth:`Population.payoff_function`.
     """

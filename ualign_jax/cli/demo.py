@@ -18,7 +18,7 @@ from .common import (
     solve_for_each_k,
     write_json,
 )
-from .output import replaces_previous, write_outputs
+from .output import publish
 from .parser import add_solver_options
 from .progress import Progress
 
@@ -113,10 +113,7 @@ def run_demo(args) -> dict:
             title=f"Sushi: equilibrium policy for k={pick} ({report['method']})",
         )
 
-    report["replaced_previous_output"] = replaces_previous(args.out)
-    write_outputs(args.out, write)
-    report["outputs"] = [str(Path(args.out) / f) for f in DEMO_OUTPUTS]
-    return report
+    return publish(report, args.out, write, DEMO_OUTPUTS)
 
 
 def print_demo(report) -> None:

@@ -258,6 +258,15 @@ def write_outputs(out, write) -> None:
         raise UsageError(f"{err}; the finished results are in {fallback}") from err
 
 
+def publish(report: dict, out, write, outputs) -> dict:
+    """Write a command's results with :func:`write_outputs` and record in ``report`` whether
+    they replaced a previous output folder and the paths of the files written (``outputs``)."""
+    report["replaced_previous_output"] = replaces_previous(out)
+    write_outputs(out, write)
+    report["outputs"] = [str(Path(out) / name) for name in outputs]
+    return report
+
+
 def _remove_partial_files() -> None:
     """Delete staging folders and checkpoint temporaries (after Ctrl-C)."""
     for folder in list(_STAGING):

@@ -21,7 +21,7 @@ from .common import (
     solve_for_each_k,
     write_json,
 )
-from .output import replaces_previous, track_checkpoint, write_outputs
+from .output import publish, track_checkpoint
 from .parser import add_solver_options
 from .progress import Progress
 
@@ -144,10 +144,7 @@ def run_solve(args) -> dict:
             horizon=args.steps or 2000,
         )
 
-    report["replaced_previous_output"] = replaces_previous(args.out)
-    write_outputs(args.out, write)
-    report["outputs"] = [str(Path(args.out) / f) for f in SOLVE_OUTPUTS]
-    return report
+    return publish(report, args.out, write, SOLVE_OUTPUTS)
 
 
 def print_solve(report) -> None:

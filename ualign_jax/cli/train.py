@@ -15,7 +15,7 @@ from .common import (
     response_names,
     write_json,
 )
-from .output import replaces_previous, write_outputs
+from .output import publish
 from .progress import Progress
 
 TRAIN_OUTPUTS = ("policy.json", "training.json", "report.json", "training.png")
@@ -136,10 +136,7 @@ def run_train(args) -> dict:
             tol=tol,
         )
 
-    report["replaced_previous_output"] = replaces_previous(args.out)
-    write_outputs(args.out, write)
-    report["outputs"] = [str(Path(args.out) / f) for f in TRAIN_OUTPUTS]
-    return report
+    return publish(report, args.out, write, TRAIN_OUTPUTS)
 
 
 def print_train(report) -> None:
