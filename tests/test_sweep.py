@@ -224,3 +224,20 @@ def test_padding_users_keeps_every_payoff():
         np.testing.assert_allclose(
             ua.response_payoffs(padded, policy, k), ua.response_payoffs(pop, policy, k), atol=1e-15
         )
+
+
+def test_files_given_on_their_own_find_their_manifest_row_or_their_preflib_family(corpus):
+    found = sweep.find_data_files([corpus / "a" / "cycle.soc", corpus / "b" / "ties.toi"])
+    assert [(f.file, f.family, f.title, f.num_voters) for f in found] == [
+        ("cycle.soc", "00001", "Cycle", 9),
+        ("ties.toi", "00002", "Ties", 7),
+    ]
+    named = corpus / "c" / "00042-00000016.soi"
+    named.parent.mkdir()
+    named.write_text(CYCLE)
+    (plain,) = sweep.find_data_files(named)
+    assert (plain.family, plain.title, plain.num_voters) == ("00042", "", None)
+    (listed,) = sweep.find_data_files(corpus / "a" / "condorcet.soc")
+    assert listed.family == "00001"
+    (unlisted,) = sweep.find_data_files(corpus / "b" / "broken.soc")
+    assert unlisted.family == ""

@@ -38,3 +38,14 @@ def test_t4_reports_the_gap_to_k_over_k_plus_ell():
     row = reproduce.t4_multi_output(ks=(4,), ells=(2,))
     assert "k/(k+l) - R" in row["detail"]
     assert row["min_margin"] >= 0
+    assert row["passed"] and row["tight_gap"] <= 1e-9 and "k=4,l=2: R=0.6100" in row["detail"]
+
+
+def test_t4_fails_when_the_tight_instance_is_not_tight(monkeypatch):
+    # an instance whose z-types weigh less than claimed: the equilibrium clears the bound by more
+    real = reproduce.ell_tight_instance
+    monkeypatch.setattr(
+        reproduce, "ell_tight_instance", lambda k, ell, eps, **kw: real(k, ell, 2 * eps, **kw)
+    )
+    row = reproduce.t4_multi_output(ks=(4,), ells=(2,))
+    assert not row["passed"] and row["min_margin"] >= 0 and row["tight_gap"] > 1e-3

@@ -6,6 +6,7 @@ forms, exact robust win rates) on bundled or generated populations, in float64 w
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -16,6 +17,7 @@ from .baselines import nlhf
 from .datasets import DATASETS, load_dataset
 from .generators import (
     condorcet_instance,
+    ell_tight_instance,
     impartial_culture,
     mallows_mixture,
     plackett_luce_mixture,
@@ -119,8 +121,12 @@ def t3_nlhf_collapse(delta: float = 0.1, ks: tuple[int, ...] = (2, 4, 8)) -> dic
     }
 
 
-def t4_multi_output(ks: tuple[int, ...] = (4, 8), ells: tuple[int, ...] = (2, 3)) -> dict:
-    """T4: against ℓ-output opponents the equilibrium keeps ``1 − ℓ/(k+1)``; gap to ``k/(k+ℓ)``."""
+def t4_multi_output(
+    ks: tuple[int, ...] = (4, 8), ells: tuple[int, ...] = (2, 3), eps: float = 0.005
+) -> dict:
+    """T4: against ℓ-output opponents the equilibrium keeps ``1 − ℓ/(k+1)`` (on sushi, with its
+    gap to ``k/(k+ℓ)``), and the bound is tight: on ``ell_tight_instance(k, ℓ, eps)`` the
+    equilibrium ``solve`` finds has exactly ``1 − ℓ/(k+1) + ℓ·eps``."""
     pop = prepare(load_dataset("sushi", dtype=_dtype()))
     rows, margin = [], np.inf
     for k in ks:
@@ -129,11 +135,24 @@ def t4_multi_output(ks: tuple[int, ...] = (4, 8), ells: tuple[int, ...] = (2, 3)
             rate = float(robust_win_rate(pop, policy, k, ell))
             margin = min(margin, rate - (1 - ell / (k + 1)))
             rows.append(f"k={k},l={ell}: R={rate:.4f} (k/(k+l) - R = {k / (k + ell) - rate:+.4f})")
+    tight, tight_gap = [], 0.0
+    for k, ell in itertools.product(ks, ells):
+        if not 1 < ell <= k + 1 or eps > (ell - 1) / ((k + 1) * (k + ell)):
+            continue  # the instance is tight only for these (docs of ell_tight_instance)
+        instance = ell_tight_instance(k, ell, eps, dtype=_dtype())
+        rate = float(robust_win_rate(instance, solve(instance, k, tol=1e-8).policy, k, ell))
+        tight_gap = max(tight_gap, abs(rate - (1 - ell / (k + 1) + ell * eps)))
+        tight.append(f"k={k},l={ell}: R={rate:.4f}")
     return {
         "claim": "T4 l-output opponents",
-        "passed": margin >= -_slack(),
-        "detail": "sushi: " + "; ".join(rows),
+        "passed": margin >= -_slack() and tight_gap <= _slack(),
+        "detail": "sushi: "
+        + "; ".join(rows)
+        + f"; tight instance (eps={eps}): "
+        + "; ".join(tight)
+        + f", max |R - (1 - l/(k+1) + l*eps)| = {tight_gap:.1e}",
         "min_margin": margin,
+        "tight_gap": tight_gap,
     }
 
 

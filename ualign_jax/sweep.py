@@ -35,6 +35,7 @@ import json
 import math
 import numbers
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -169,8 +170,7 @@ def find_data_files(sources: str | os.PathLike | Iterable[str | os.PathLike]) ->
                 if path.suffix.lower() in DATA_SUFFIXES and path.is_file():
                     _add(found, path, relative.as_posix(), manifest)
         elif source.exists() or source.is_symlink():
-            manifest = _read_manifest(source.parent)
-            _add(found, source, source.name, manifest)
+            _add(found, source, source.name, _manifest_listing(source))
         else:
             raise ValueError(f"sources: {source} does not exist")
     if not found:
@@ -184,13 +184,30 @@ def _add(found: dict, path: Path, shown: str, manifest: dict) -> None:
         return
     meta = manifest.get(shown, {})
     voters = meta.get("voters", "")
+    preflib_name = _PREFLIB_NAME.fullmatch(path.name)
     found[resolved] = DataFile(
         path=resolved,
         file=shown,
-        family=meta.get("family", ""),
+        family=meta.get("family") or (preflib_name.group(1) if preflib_name else ""),
         title=meta.get("title", ""),
         num_voters=int(voters) if voters.isdigit() else None,
     )
+
+
+#: PrefLib's file names: the data set (family) number, then the file's number in it.
+_PREFLIB_NAME = re.compile(r"(\d{5})-\d{8}\.\w+")
+
+
+def _manifest_listing(path: Path) -> dict[str, dict[str, str]]:
+    """The ``MANIFEST.csv`` row of a file given on its own: the nearest of its folder and that
+    folder's ancestors whose manifest lists it, keyed by the file's name (``{}`` if none)."""
+    path = Path(os.path.abspath(path))
+    for folder in [path.parent, *path.parent.parents][:4]:
+        relative = os.path.relpath(path, folder).replace(os.sep, "/")
+        row = _read_manifest(folder).get(relative)
+        if row is not None:
+            return {path.name: row}
+    return {}
 
 
 def _read_manifest(folder: Path) -> dict[str, dict[str, str]]:
