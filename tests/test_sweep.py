@@ -148,17 +148,18 @@ def test_a_killed_run_resumes_with_the_missing_rows_only(corpus, tmp_path, monke
 def test_bounds_where_enumeration_is_too_large_and_settings_must_match(corpus, tmp_path):
     out = tmp_path / "out"
     path = corpus / "b" / "ties.toi"
-    k = KS[1]  # programs compiled by the first test are reused
+    k = KS[1]
     result = sweep.run_sweep(path, out, ks=(k,), ells=(2,), max_exact_opponents=5, plots=False)
     pop = ua.prepare(ua.load_population(path))
+    policies = {
+        "nlhf": ua.nlhf(pop),
+        "rlhf": ua.rlhf(pop),
+        "uniform": ua.uniform_policy(4, pop.dtype),
+        "equilibrium": ua.solve(pop, k, tol=1e-6).policy,
+    }
     for row in result.rows:  # C(4 + 1, 2) = 10 multisets > 5: certified bounds
         assert row["evaluation"] == "bounds" and row["robust_win_rate"] is None
-        policy = {
-            "nlhf": ua.nlhf(pop),
-            "rlhf": ua.rlhf(pop),
-            "uniform": ua.uniform_policy(4, pop.dtype),
-            "equilibrium": ua.solve(pop, k, tol=1e-6).policy,
-        }[row["method"]]
+        policy = policies[row["method"]]
         bounds = ua.robust_win_rate_bounds(pop, policy, k, 2)
         exact = float(ua.robust_win_rate(pop, policy, k, 2))
         assert row["robust_lower"] == pytest.approx(float(bounds.lower), abs=1e-9)

@@ -35,7 +35,7 @@ def test_t2_reproduces_the_uniform_k_sets_numbers_and_can_fail(monkeypatch):
 
 
 def test_t4_reports_the_gap_to_k_over_k_plus_ell():
-    row = reproduce.t4_multi_output(ks=(4,), ells=(2,))
+    row = reproduce.t4_multi_output(ks=(4,), ells=(2,), tight_cells=((4, 2),))
     assert "k/(k+l) - R" in row["detail"]
     assert row["min_margin"] >= 0
     assert row["passed"] and row["tight_gap"] <= 1e-9 and "k=4,l=2: R=0.6100" in row["detail"]
@@ -47,5 +47,8 @@ def test_t4_fails_when_the_tight_instance_is_not_tight(monkeypatch):
     monkeypatch.setattr(
         reproduce, "ell_tight_instance", lambda k, ell, eps, **kw: real(k, ell, 2 * eps, **kw)
     )
-    row = reproduce.t4_multi_output(ks=(4,), ells=(2,))
+    row = reproduce.t4_multi_output(ks=(4,), ells=(2,), tight_cells=((4, 2),))
     assert not row["passed"] and row["min_margin"] >= 0 and row["tight_gap"] > 1e-3
+    for cell in ((4, 1), (2, 4), (2, 2)):  # ℓ = 1, ℓ > k + 1, eps = 0.1 above 1/12
+        with pytest.raises(ValueError, match="tight_cells"):
+            reproduce.t4_multi_output(eps=0.1, tight_cells=(cell,))

@@ -6,7 +6,6 @@ forms, exact robust win rates) on bundled or generated populations, in float64 w
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -122,11 +121,18 @@ def t3_nlhf_collapse(delta: float = 0.1, ks: tuple[int, ...] = (2, 4, 8)) -> dic
 
 
 def t4_multi_output(
-    ks: tuple[int, ...] = (4, 8), ells: tuple[int, ...] = (2, 3), eps: float = 0.005
+    ks: tuple[int, ...] = (4, 8),
+    ells: tuple[int, ...] = (2, 3),
+    eps: float = 0.005,
+    tight_cells: tuple[tuple[int, int], ...] = ((4, 2), (8, 3)),
 ) -> dict:
     """T4: against ℓ-output opponents the equilibrium keeps ``1 − ℓ/(k+1)`` (on sushi, with its
     gap to ``k/(k+ℓ)``), and the bound is tight: on ``ell_tight_instance(k, ℓ, eps)`` the
-    equilibrium ``solve`` finds has exactly ``1 − ℓ/(k+1) + ℓ·eps``."""
+    equilibrium ``solve`` finds has exactly ``1 − ℓ/(k+1) + ℓ·eps``, for each ``(k, ℓ)`` of
+    ``tight_cells`` (``1 < ℓ <= k + 1`` and ``eps <= (ℓ−1)/((k+1)(k+ℓ))``, where it is tight)."""
+    for k, ell in tight_cells:
+        if not 1 < ell <= k + 1 or eps > (ell - 1) / ((k + 1) * (k + ell)):
+            raise ValueError(f"tight_cells: ({k}, {ell}) is not tight at eps={eps}")
     pop = prepare(load_dataset("sushi", dtype=_dtype()))
     rows, margin = [], np.inf
     for k in ks:
@@ -136,9 +142,7 @@ def t4_multi_output(
             margin = min(margin, rate - (1 - ell / (k + 1)))
             rows.append(f"k={k},l={ell}: R={rate:.4f} (k/(k+l) - R = {k / (k + ell) - rate:+.4f})")
     tight, tight_gap = [], 0.0
-    for k, ell in itertools.product(ks, ells):
-        if not 1 < ell <= k + 1 or eps > (ell - 1) / ((k + 1) * (k + ell)):
-            continue  # the instance is tight only for these (docs of ell_tight_instance)
+    for k, ell in tight_cells:
         instance = ell_tight_instance(k, ell, eps, dtype=_dtype())
         rate = float(robust_win_rate(instance, solve(instance, k, tol=1e-8).policy, k, ell))
         tight_gap = max(tight_gap, abs(rate - (1 - ell / (k + 1) + ell * eps)))
