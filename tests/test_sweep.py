@@ -242,3 +242,8 @@ def test_files_given_on_their_own_find_their_manifest_row_or_their_preflib_famil
     assert listed.family == "00001"
     (unlisted,) = sweep.find_data_files(corpus / "b" / "broken.soc")
     assert unlisted.family == ""
+    # a subfolder of the corpus named as the source: its files keep the corpus manifest's rows
+    assert [(f.file, f.family, f.num_voters) for f in sweep.find_data_files(corpus / "a")] == [
+        ("condorcet.soc", "00001", 12),
+        ("cycle.soc", "00001", 9),
+    ]

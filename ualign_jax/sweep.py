@@ -146,8 +146,10 @@ class SweepResult:
 def find_data_files(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> list[DataFile]:
     """The data files in ``sources`` (a folder, searched recursively, or files), in order.
 
-    A folder's ``MANIFEST.csv`` (columns ``path``, ``family``, ``title``, ``voters``, paths
-    relative to that folder) supplies each file's metadata; a file appearing twice is kept once.
+    A ``MANIFEST.csv`` (columns ``path``, ``family``, ``title``, ``voters``, paths relative to
+    its folder) in a source folder or in the nearest folder above a file that lists it supplies
+    the file's metadata; a PrefLib file name (``00042-00000016.soi``) gives its family
+    otherwise. A file appearing twice is kept once.
 
     Example:
         >>> import tempfile, pathlib
@@ -170,7 +172,7 @@ def find_data_files(sources: str | os.PathLike | Iterable[str | os.PathLike]) ->
                 if path.suffix.lower() in DATA_SUFFIXES and path.is_file():
                     _add(found, path, relative.as_posix(), manifest)
         elif source.exists() or source.is_symlink():
-            _add(found, source, source.name, _manifest_listing(source))
+            _add(found, source, source.name, {})
         else:
             raise ValueError(f"sources: {source} does not exist")
     if not found:
@@ -182,7 +184,7 @@ def _add(found: dict, path: Path, shown: str, manifest: dict) -> None:
     resolved = Path(os.path.realpath(path))
     if resolved in found:
         return
-    meta = manifest.get(shown, {})
+    meta = manifest.get(shown) or _manifest_row(path)
     voters = meta.get("voters", "")
     preflib_name = _PREFLIB_NAME.fullmatch(path.name)
     found[resolved] = DataFile(
@@ -198,15 +200,19 @@ def _add(found: dict, path: Path, shown: str, manifest: dict) -> None:
 _PREFLIB_NAME = re.compile(r"(\d{5})-\d{8}\.\w+")
 
 
-def _manifest_listing(path: Path) -> dict[str, dict[str, str]]:
-    """The ``MANIFEST.csv`` row of a file given on its own: the nearest of its folder and that
-    folder's ancestors whose manifest lists it, keyed by the file's name (``{}`` if none)."""
+#: How many folders above a file's own are searched for a ``MANIFEST.csv`` that lists it.
+MANIFEST_LEVELS_UP = 3
+
+
+def _manifest_row(path: Path) -> dict[str, str]:
+    """The row of ``path`` in the nearest ``MANIFEST.csv`` that lists it, in its folder or up to
+    :data:`MANIFEST_LEVELS_UP` folders above (a file or subfolder named on its own), else ``{}``."""
     path = Path(os.path.abspath(path))
-    for folder in [path.parent, *path.parent.parents][:4]:
+    for folder in [path.parent, *path.parent.parents][: MANIFEST_LEVELS_UP + 1]:
         relative = os.path.relpath(path, folder).replace(os.sep, "/")
         row = _read_manifest(folder).get(relative)
         if row is not None:
-            return {path.name: row}
+            return row
     return {}
 
 
