@@ -7,7 +7,8 @@ process holding the full batch, and each holding only its own slice), gather the
 ``multihost_utils.process_allgather`` and compare them with the same calls on one local device.
 Process 0 prints one line ``REPORT {json}`` (gloo prints its own lines too): ``{check: largest
 absolute difference}`` plus ``"shards"``, ``"memory"`` and ``"cpu_seconds"`` facts; any failure
-exits non-zero.
+exits non-zero. Only process 0 computes the one-device references (:func:`reference`); the other
+joins the sharded calls and the gathers.
 """
 
 import json
@@ -31,6 +32,8 @@ from ualign_jax import cli  # noqa: E402
 
 K = 3
 CLOCK = {"last": time.process_time()}
+#: Whether this process compares and reports (process 0); set by main.
+REPORTER = {"is_me": True}
 
 
 def lap(report, name):
@@ -51,8 +54,17 @@ def gathered(tree):
     return [host(leaf) for leaf in jax.tree.leaves(tree)]
 
 
-def difference(a, b) -> float:
-    pairs = zip(gathered(a), gathered(b), strict=True)
+def reference(call, *args):
+    """``call(*args)`` on the reporting process; ``None`` on the others (they compare nothing)."""
+    return call(*args) if REPORTER["is_me"] else None
+
+
+def difference(plain, sharded) -> float:
+    """Largest absolute difference; every process joins the gather of ``sharded``."""
+    got = gathered(sharded)
+    if plain is None:
+        return 0.0
+    pairs = zip(gathered(plain), got, strict=True)
     return max(float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))) for x, y in pairs)
 
 
@@ -64,6 +76,7 @@ def scratch_bytes(pop, policy) -> int:
 def main() -> None:
     process, processes, port = (int(a) for a in sys.argv[1:4])
     jax.distributed.initialize(f"127.0.0.1:{port}", processes, process)
+    REPORTER["is_me"] = process == 0
     assert jax.device_count() == 2 * processes and jax.local_device_count() == 2
     rng = np.random.default_rng(0)  # the same data on every process
     report = {}
@@ -82,7 +95,7 @@ def main() -> None:
     local_prompts = ua.RankingPopulation(np.asarray(prompts.utilities)[mine])
     local = ua.shard_prompts((local_prompts, policy[mine]), mesh, process_local=True)
     for name, call in calls.items():
-        plain = call(prompts, policy)
+        plain = reference(call, prompts, policy)
         report[f"prompts/{name}"] = difference(plain, call(*full))
         report[f"prompts_local/{name}"] = difference(plain, call(*local))
     lap(report, "prompts")
@@ -130,7 +143,7 @@ def main() -> None:
         for name, call in user_calls.items():
             which = 1 if name.endswith("64") else 0
             report[f"{group}/{name}"] = difference(
-                call(pops[group][which]), call(placed[group][which])
+                reference(call, pops[group][which]), call(placed[group][which])
             )
     # Prepared populations: prepared then sharded (the stored order travels with its users),
     # and sharded then prepared (sorted on the devices).
@@ -141,11 +154,13 @@ def main() -> None:
         for name in ("payoffs", "exploitability", "robust_win_rate", "solve64"):
             plain = pops["users"][1 if name.endswith("64") else 0]
             call = user_calls[name]
-            report[f"users_prepared/{label}_{name}"] = difference(call(plain), call(arrange(plain)))
+            report[f"users_prepared/{label}_{name}"] = difference(
+                reference(call, plain), call(arrange(plain))
+            )
     sharded = placed["users"][0]
     luce_sharded = ua.shard_users(luce, ua.user_mesh())
     report["users_luce/payoffs"] = difference(
-        user_calls["payoffs"](luce), user_calls["payoffs"](luce_sharded)
+        reference(user_calls["payoffs"], luce), user_calls["payoffs"](luce_sharded)
     )
     lap(report, "users")
     report["shards"] = {
@@ -162,31 +177,30 @@ def main() -> None:
     grid = ua.user_mesh(prompts=2)
     both_sharded = ua.shard_users(both, grid)
     policy_sharded = ua.shard_prompts(policy4, grid)
-    report["grid/payoffs"] = difference(
-        ua.response_payoffs(both, policy4, K), ua.response_payoffs(both_sharded, policy_sharded, K)
-    )
-    report["grid/exploitability"] = difference(
-        ua.exploitability(both, policy4, K), ua.exploitability(both_sharded, policy_sharded, K)
-    )
+    for name, call in (("payoffs", ua.response_payoffs), ("exploitability", ua.exploitability)):
+        report[f"grid/{name}"] = difference(
+            reference(call, both, policy4, K), call(both_sharded, policy_sharded, K)
+        )
     lap(report, "grid")
 
     # Scratch memory: 4096 users x 16 responses, whole on one device vs sharded over 4.
     big = ua.RankingPopulation(rng.random((4096, 16)).astype(np.float32))
     flat = jnp.full(16, 1 / 16, jnp.float32)
     big_sharded = ua.shard_users(big, ua.user_mesh())
-    report["memory"] = {
-        "one_device": scratch_bytes(big, flat),
-        "sharded": scratch_bytes(big_sharded, flat),
-    }
+    if REPORTER["is_me"]:  # compiling alone: no other process takes part
+        report["memory"] = {
+            "one_device": scratch_bytes(big, flat),
+            "sharded": scratch_bytes(big_sharded, flat),
+        }
     report["users_big/payoffs"] = difference(
-        ua.response_payoffs(big, flat, K), ua.response_payoffs(big_sharded, flat, K)
+        reference(ua.response_payoffs, big, flat, K), ua.response_payoffs(big_sharded, flat, K)
     )
     lap(report, "memory")
 
     # Training rewards (ua.sample_rewards, when present): judges sharded over users.
     if hasattr(ua, "sample_rewards"):
         scores = jnp.asarray(rng.normal(size=(4, 64, 8)), jnp.float32)
-        plain = ua.sample_rewards(scores, 2)
+        plain = reference(ua.sample_rewards, scores, 2)
         report["rewards/users"] = difference(plain, ua.sample_rewards(ua.shard_users(scores), 2))
         mine_scores = np.asarray(scores)[:, 32 * process : 32 * process + 32]
         local_scores = ua.shard_users(mine_scores, ua.user_mesh(), process_local=True)

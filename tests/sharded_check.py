@@ -1,8 +1,8 @@
 """Run under 4 forced host devices by tests/test_scale.py: sharded results vs unsharded ones.
 
 Prints one JSON object: for each public function, the largest absolute difference between the
-run with the prompt axis sharded over a 4-device mesh and the same call on one device, and how
-many devices hold the result.
+run with the prompt axis sharded over a 4-device mesh and the same call on one device (for a
+prepared population: on the unprepared one), and how many devices hold the result.
 """
 
 import json
@@ -51,17 +51,21 @@ def main() -> None:
     mesh = ua.prompt_mesh()
     report = {}
     luce_calls = ("response_payoffs", "exploitability", "robust_win_rate", "solve_tol")
-    for pop_name, pop, names in (
-        ("ranking", ranking, list(calls)),
-        ("ranking_prepared", ua.prepare(ranking), list(calls)),
-        ("plackett_luce", luce, luce_calls),
+    references = {}  # one-device results; the prepared population is compared with these too
+    for pop_name, pop, names, plain_pop in (
+        ("ranking", ranking, list(calls), ranking),
+        ("ranking_prepared", ua.prepare(ranking), list(calls), ranking),
+        ("plackett_luce", luce, luce_calls, luce),
     ):
         args = (pop, policy, opponent, mixture)
         sharded_args = ua.shard_prompts(args, mesh)
         assert len(sharded_args[0].weights.sharding.device_set) == 4
         for name in names:
             call = calls[name]
-            plain = jax.tree.leaves(call(*args))
+            key = (id(plain_pop), name)
+            if key not in references:
+                references[key] = jax.tree.leaves(call(plain_pop, *args[1:]))
+            plain = references[key]
             sharded = jax.tree.leaves(call(*sharded_args))
             difference = max(
                 float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))

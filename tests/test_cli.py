@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -339,6 +340,40 @@ def test_ctrl_c_exits_130_promptly_and_leaves_nothing(tmp_path):
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("ualign: interrupt")
     assert not (tmp_path / "o").exists() and hidden(tmp_path) == []
     assert [p.name for p in checkpoint.parent.iterdir()] == ["run.npz"]
+
+
+def test_ctrl_c_waits_for_a_checkpoint_write_and_holds_back_the_next(tmp_path, monkeypatch):
+    from ualign_jax import checkpoint as checkpoints
+
+    path = tmp_path / "run.npz"
+    output.track_checkpoint(path)
+    writing, finish = threading.Event(), threading.Event()
+    savez = np.savez
+
+    def slow_savez(file, **arrays):  # a write caught half-way by Ctrl-C
+        writing.set()
+        finish.wait(10)
+        savez(file, **arrays)
+
+    monkeypatch.setattr(np, "savez", slow_savez)
+    first = threading.Thread(target=checkpoints.save_checkpoint, args=(path, [np.zeros(2)], {}))
+    first.start()
+    assert writing.wait(10)
+    threading.Timer(0.2, finish.set).start()
+    try:
+        with output.cancelled():  # waits for the write, then removes temporaries
+            assert not first.is_alive() and [p.name for p in tmp_path.iterdir()] == ["run.npz"]
+            late = threading.Thread(
+                target=checkpoints.save_checkpoint, args=(path, [np.ones(2)], {}), daemon=True
+            )
+            late.start()
+            late.join(0.3)
+            assert late.is_alive()  # a write begun after Ctrl-C waits: nothing half-written
+            assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]
+        late.join(10)
+    finally:
+        output.start_run()
+    assert not late.is_alive() and [p.name for p in tmp_path.iterdir()] == ["run.npz"]
 
 
 # --------------------------------------------------------------------------- caps, evaluate, bench

@@ -34,7 +34,8 @@ def free_port() -> int:
 def launch_two_processes(timeout: float = 300.0) -> dict:
     """Run distributed_check.py as processes 0 and 1; kill both on failure or timeout."""
     script = Path(__file__).with_name("distributed_check.py")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    devices = f"--xla_force_host_platform_device_count=2"
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {devices}".strip()}
     env["PYTHONWARNINGS"] = "ignore"
     port = free_port()
     procs = [

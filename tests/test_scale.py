@@ -19,7 +19,8 @@ HOST_SIDE = ("nlhf", "rlhf")
 
 def test_sharded_prompts_give_the_unsharded_results_on_four_host_devices():
     script = Path(__file__).with_name("sharded_check.py")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    devices = f"--xla_force_host_platform_device_count=4"
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {devices}".strip()}
     env["PYTHONWARNINGS"] = "ignore"
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ _METADATA_KEY = "__metadata__"
 _MISSING = object()
 #: Longest metadata record (characters of JSON) a checkpoint may hold.
 MAX_METADATA_CHARS = 2**20
+#: Held while a checkpoint is written: whoever takes it (a Ctrl-C handler removing temporaries)
+#: knows that no half-written file exists and none is started until it lets go.
+SAVE_LOCK = threading.Lock()
 
 
 def fingerprint(tree) -> str:
@@ -55,16 +59,17 @@ def save_checkpoint(path, tree, metadata: dict) -> None:
     leaves = jax.tree.leaves(jax.device_get(tree))
     arrays = {f"leaf_{i:04d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
     arrays[_METADATA_KEY] = np.asarray(json.dumps(metadata, sort_keys=True))
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    with SAVE_LOCK:
+        handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".npz", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.savez(file, **arrays)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(staging, path)
+        except BaseException:
+            Path(staging).unlink(missing_ok=True)
+            raise
 
 
 def _canonical(value) -> str:

@@ -73,15 +73,16 @@ def _interrupted(in_process: bool, what_is_left: str) -> None:
 
     From the command line the process ends at once (``os._exit``: the worker may be inside a
     compiled loop). Called in-process (``main(argv)``), it raises ``SystemExit(130)`` instead;
-    the abandoned worker then finds the run cancelled and writes nothing.
+    the abandoned worker then finds the run cancelled and swaps in no outputs (a checkpoint it
+    goes on to save is written whole, as any checkpoint).
     """
     with cancelled():
         print(f"ualign: interrupted; {what_is_left}", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
-    if in_process:
-        raise SystemExit(EXIT_INTERRUPTED)
-    os._exit(EXIT_INTERRUPTED)
+        if not in_process:  # still holding the locks: the worker cannot start another write
+            os._exit(EXIT_INTERRUPTED)
+    raise SystemExit(EXIT_INTERRUPTED)
 
 
 def main(argv: list[str] | None = None) -> int:

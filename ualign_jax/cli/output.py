@@ -291,13 +291,16 @@ def start_run() -> None:
 
 @contextlib.contextmanager
 def cancelled():
-    """Ctrl-C: no output is swapped in from now on; waits (at most 10 s) for a swap under way,
-    removes the partial files, and holds the swap lock while the block runs."""
+    """Ctrl-C: no output is swapped in and no checkpoint written from now on; waits (at most
+    10 s each) for a swap or a checkpoint write under way, removes the partial files, and holds
+    both locks while the block runs (exit inside it to leave nothing behind)."""
     _CANCELLED.set()
-    acquired = _SWAP_LOCK.acquire(timeout=10)  # never leave a half-swapped output folder
-    try:
+    # A checkpoint can be under way only if its module was imported (it imports JAX: not here).
+    checkpoint = sys.modules.get("ualign_jax.checkpoint")
+    locks = [_SWAP_LOCK] + ([checkpoint.SAVE_LOCK] if checkpoint is not None else [])
+    with contextlib.ExitStack() as held:
+        for lock in locks:  # never leave a half-swapped folder or a checkpoint temporary
+            if lock.acquire(timeout=10):
+                held.callback(lock.release)
         _remove_partial_files()
         yield
-    finally:
-        if acquired:
-            _SWAP_LOCK.release()
