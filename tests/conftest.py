@@ -27,3 +27,17 @@ collect_ignore = ["annotations_check.py", "sharded_check.py"]
 def scratch(tmp_path_factory):
     """One folder per test module for the files the bad-input suites write."""
     return tmp_path_factory.mktemp("inputs")
+
+
+@pytest.fixture(scope="session")
+def forced_devices_env():
+    """``env(n)``: this process's environment for a subprocess with ``n`` forced host devices
+    (the tests' XLA flags kept), warnings off."""
+
+    def env(devices: int) -> dict:
+        flags = (
+            f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+        )
+        return {**os.environ, "XLA_FLAGS": flags.strip(), "PYTHONWARNINGS": "ignore"}
+
+    return env

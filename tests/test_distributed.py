@@ -5,7 +5,6 @@ two forced host devices each (4 global devices); see that script for what each c
 """
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -31,12 +30,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch_two_processes(timeout: float = 300.0) -> dict:
+def launch_two_processes(env: dict, timeout: float = 300.0) -> dict:
     """Run distributed_check.py as processes 0 and 1; kill both on failure or timeout."""
     script = Path(__file__).with_name("distributed_check.py")
-    devices = f"--xla_force_host_platform_device_count=2"
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {devices}".strip()}
-    env["PYTHONWARNINGS"] = "ignore"
     port = free_port()
     procs = [
         subprocess.Popen(
@@ -65,8 +61,8 @@ def launch_two_processes(timeout: float = 300.0) -> dict:
 
 
 @pytest.fixture(scope="module")
-def report():
-    return launch_two_processes()
+def report(forced_devices_env):
+    return launch_two_processes(forced_devices_env(2))
 
 
 def test_two_processes_give_the_one_process_results(report):

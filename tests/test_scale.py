@@ -1,7 +1,6 @@
 """Scale: prompts sharded over several devices give the unsharded results; memory is bounded."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +16,14 @@ import ualign_jax as ua
 HOST_SIDE = ("nlhf", "rlhf")
 
 
-def test_sharded_prompts_give_the_unsharded_results_on_four_host_devices():
+def test_sharded_prompts_give_the_unsharded_results_on_four_host_devices(forced_devices_env):
     script = Path(__file__).with_name("sharded_check.py")
-    devices = f"--xla_force_host_platform_device_count=4"
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {devices}".strip()}
-    env["PYTHONWARNINGS"] = "ignore"
     proc = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=forced_devices_env(4),
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
