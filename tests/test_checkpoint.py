@@ -77,7 +77,7 @@ def test_a_checkpoint_from_another_run_or_a_broken_file_is_refused(tmp_path):
 
 def test_a_killed_cli_run_resumes_to_the_uninterrupted_result(tmp_path, capsys):
     """SIGKILL a real ``ualign solve`` process once its first checkpoint is on disk, resume."""
-    steps, every = 4000, 100
+    steps, every = 2000, 100
     common = [
         str(SUSHI),
         "--k",
