@@ -326,7 +326,14 @@ def test_ctrl_c_exits_130_promptly_and_leaves_nothing(tmp_path):
     command = [sys.executable, "-m", "ualign_jax.cli", "solve", tmp_path / "d.npz", "--k", "2"]
     command += ["--out", tmp_path / "o", "--method", "hedge", "--steps", "200000", "--tol", "0"]
     command += ["--checkpoint", checkpoint, "--checkpoint-every", "1"]
-    proc = subprocess.Popen([str(c) for c in command], stderr=subprocess.PIPE, text=True)
+    # A job started in the background by a non-interactive shell ignores SIGINT, and so would
+    # this child (it inherits that): restore the default so it sees Ctrl-C however pytest runs.
+    proc = subprocess.Popen(
+        [str(c) for c in command],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 300
     while not checkpoint.exists():  # the run is under way: it has saved a checkpoint
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
