@@ -320,20 +320,23 @@ def test_out_that_ualign_did_not_write_is_refused_up_front(tiny, tmp_path, capsy
     assert (out / "policy.json").is_dir() and (out / "report.json").is_file()
 
 
+#: ``python -m ualign_jax.cli`` that answers Ctrl-C even if this process ignores SIGINT (a job
+#: put in the background by a non-interactive shell does, and its children inherit that).
+CLI_SEEING_CTRL_C = [
+    sys.executable,
+    "-c",
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('ualign_jax.cli', run_name='__main__', alter_sys=True)",
+]
+
+
 def test_ctrl_c_exits_130_promptly_and_leaves_nothing(tmp_path):
     np.savez(tmp_path / "d.npz", utilities=np.array([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0]]))
     checkpoint = tmp_path / "ck" / "run.npz"
-    command = [sys.executable, "-m", "ualign_jax.cli", "solve", tmp_path / "d.npz", "--k", "2"]
-    command += ["--out", tmp_path / "o", "--method", "hedge", "--steps", "200000", "--tol", "0"]
+    command = [*CLI_SEEING_CTRL_C, "solve", tmp_path / "d.npz", "--k", "2", "--out", tmp_path / "o"]
+    command += ["--method", "hedge", "--steps", "200000", "--tol", "0"]
     command += ["--checkpoint", checkpoint, "--checkpoint-every", "1"]
-    # A job started in the background by a non-interactive shell ignores SIGINT, and so would
-    # this child (it inherits that): restore the default so it sees Ctrl-C however pytest runs.
-    proc = subprocess.Popen(
-        [str(c) for c in command],
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc = subprocess.Popen([str(c) for c in command], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not checkpoint.exists():  # the run is under way: it has saved a checkpoint
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
