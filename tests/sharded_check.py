@@ -51,21 +51,24 @@ def main() -> None:
     mesh = ua.prompt_mesh()
     report = {}
     luce_calls = ("response_payoffs", "exploitability", "robust_win_rate", "solve_tol")
-    references = {}  # one-device results; the prepared population is compared with these too
-    for pop_name, pop, names, plain_pop in (
-        ("ranking", ranking, list(calls), ranking),
-        ("ranking_prepared", ua.prepare(ranking), list(calls), ranking),
-        ("plackett_luce", luce, luce_calls, luce),
+    # One-device results, computed once: the prepared population is compared with the ranking's.
+    plain_pops = {"ranking": ranking, "plackett_luce": luce}
+    references = {}
+    for pop_name, pop, names, plain_name in (
+        ("ranking", ranking, list(calls), "ranking"),
+        ("ranking_prepared", ua.prepare(ranking), list(calls), "ranking"),
+        ("plackett_luce", luce, luce_calls, "plackett_luce"),
     ):
         args = (pop, policy, opponent, mixture)
         sharded_args = ua.shard_prompts(args, mesh)
         assert len(sharded_args[0].weights.sharding.device_set) == 4
         for name in names:
             call = calls[name]
-            key = (id(plain_pop), name)
-            if key not in references:
-                references[key] = jax.tree.leaves(call(plain_pop, *args[1:]))
-            plain = references[key]
+            if (plain_name, name) not in references:
+                references[plain_name, name] = jax.tree.leaves(
+                    call(plain_pops[plain_name], *args[1:])
+                )
+            plain = references[plain_name, name]
             sharded = jax.tree.leaves(call(*sharded_args))
             difference = max(
                 float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))

@@ -291,9 +291,9 @@ def start_run() -> None:
 
 @contextlib.contextmanager
 def cancelled():
-    """Ctrl-C: no output is swapped in and no checkpoint written from now on; waits (at most
-    10 s each) for a swap or a checkpoint write under way, removes the partial files, and holds
-    both locks while the block runs (exit inside it to leave nothing behind)."""
+    """Ctrl-C: no output is swapped in from now on; waits (at most 10 s each) for a swap or a
+    checkpoint write under way, removes the partial files, and holds both locks while the block
+    runs, so no checkpoint write starts meanwhile (exit inside it to leave nothing behind)."""
     _CANCELLED.set()
     # A checkpoint can be under way only if its module was imported (it imports JAX: not here).
     checkpoint = sys.modules.get("ualign_jax.checkpoint")
